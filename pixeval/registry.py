@@ -123,7 +123,9 @@ def build_params(params_cls: type, values: dict[str, Any] | None = None) -> Any:
 
 
 def _type_name(hint: Any) -> str:
-    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+    if isinstance(hint, type) and not typing.get_args(hint):
+        return hint.__name__
+    return str(hint).replace("typing.", "")
 
 
 def _convert(name: str, raw: Any, hint: Any) -> Any:
@@ -189,10 +191,10 @@ class Detector(abc.ABC):
     def __init__(self, params: Any = None, **overrides: Any) -> None:
         if params is None:
             params = build_params(self.Params, overrides)
-        elif overrides:
-            params = dataclasses.replace(params, **build_params(self.Params, overrides).__dict__)
         elif not isinstance(params, self.Params):
             raise ParamError(f"{type(self).__name__} expects {self.Params.__name__}, got {type(params).__name__}")
+        elif overrides:
+            params = build_params(self.Params, {**dataclasses.asdict(params), **overrides})
         self.params = params
 
     @abc.abstractmethod
