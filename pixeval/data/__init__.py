@@ -24,17 +24,14 @@ from pixeval.data.manifest import ManifestDataset
 from pixeval.data.mvtec import MVTecDataset
 from pixeval.data.types import CategoryData, Dataset, Sample
 
-__all__ = ["BUILTIN_DATASETS", "LAYOUTS", "CategoryData", "Dataset", "DatasetError", "Sample", "open_dataset"]
+__all__ = ["LAYOUTS", "SYNTHETIC_TEXTURES", "CategoryData", "Dataset", "DatasetError", "Sample", "open_dataset"]
 
 #: Layout name (as in ``LAYOUT:PATH``) -> loader class.
 LAYOUTS: dict[str, type[Dataset]] = {cls.layout: cls for cls in
                                      (MVTecDataset, KSDD2Dataset, FolderDataset, ManifestDataset)}
 
+#: The spec of the built-in dataset (:mod:`pixeval.data.synthetic`).
 SYNTHETIC_TEXTURES = "synthetic-textures"
-#: Built-in dataset name -> one-line description.
-BUILTIN_DATASETS = {
-    SYNTHETIC_TEXTURES: "defects drawn with exact masks into scikit-image's gravel, grass and brick photographs",
-}
 
 
 def open_dataset(spec: str | Path) -> Dataset:
@@ -43,7 +40,11 @@ def open_dataset(spec: str | Path) -> Dataset:
     if text == SYNTHETIC_TEXTURES:
         from pixeval.data.synthetic import ensure_synthetic_textures
 
-        return MVTecDataset(ensure_synthetic_textures(), name=SYNTHETIC_TEXTURES)
+        try:
+            root = ensure_synthetic_textures()
+        except FileExistsError as exc:  # the cache folder holds something else
+            raise DatasetError(str(exc)) from None
+        return MVTecDataset(root, name=SYNTHETIC_TEXTURES)
     layout, sep, path = text.partition(":")
     if sep and layout in LAYOUTS:
         if not path:
@@ -75,5 +76,5 @@ def _recognise(path: Path) -> Dataset:
 
 
 def _spec_syntax() -> str:
-    layouts = "; ".join(f"{name}:PATH ({cls.expects})" for name, cls in LAYOUTS.items())
-    return f"expected {SYNTHETIC_TEXTURES} or LAYOUT:PATH with one of {layouts}"
+    return (f"expected {SYNTHETIC_TEXTURES} or LAYOUT:PATH with LAYOUT one of {', '.join(LAYOUTS)} "
+            "(`pixeval datasets` shows the files each layout expects)")
