@@ -1,14 +1,15 @@
-"""Resizing images, masks and score maps between their original size and a working resolution.
+"""Resizing images and masks from their original size to a working resolution.
 
-A size is an ``int`` ``R`` (an ``R×R`` square) or a ``(height, width)`` pair. All three resizes
-map pixel centres onto pixel centres (output pixel ``i`` samples input position
-``(i + 0.5) · in / out − 0.5``):
+A size is an ``int`` ``R`` (an ``R×R`` square) or a ``(height, width)`` pair. Both resizes map
+pixel centres onto pixel centres:
 
-* images: bilinear interpolation (no antialiasing: a large reduction aliases fine texture);
+* images: bilinear interpolation, output pixel ``i`` samples input position
+  ``(i + 0.5) · in / out − 0.5`` (no antialiasing: a large reduction aliases fine texture);
 * masks: nearest neighbour, output pixel ``i`` takes input pixel ``floor((i + 0.5) · in / out)``,
-  so a mask stays binary and never gains a label it did not have;
-* score maps: bilinear in ``float32``, to bring a map computed at the working resolution back to
-  the image's original size, where it is scored.
+  so a mask stays binary and never gains a label it did not have.
+
+The original size is kept (:class:`Resized`) so that a score map computed at the working
+resolution can be brought back to it with :func:`pixeval.io.resize_map` and scored there.
 """
 
 from __future__ import annotations
@@ -46,11 +47,6 @@ def resize_image(image: np.ndarray, size: Size) -> np.ndarray:
 def resize_mask(mask: np.ndarray, size: Size) -> np.ndarray:
     """The ``bool`` mask ``mask`` resized by nearest neighbour to ``size``."""
     return _resize(np.asarray(mask, dtype=np.uint8), size, cv2.INTER_NEAREST_EXACT).astype(bool)
-
-
-def resize_map(score_map: np.ndarray, size: Size) -> np.ndarray:
-    """The ``H×W`` score map resized bilinearly to ``size``, as ``float32``."""
-    return _resize(np.asarray(score_map, dtype=np.float32), size, cv2.INTER_LINEAR)
 
 
 @dataclass
