@@ -9,8 +9,9 @@ grass) also turned by a random multiple of 90 degrees (brick keeps its vertical 
 
 Per category: 60 ``train/good`` crops; 40 test crops, of which 15 ``test/good`` and 5 of each
 defect type in :data:`~pixeval.data.defects.DEFECT_TYPES` (``scratch``, ``stain``, ``patch``,
-``colour``, ``hole``), numbered from the smallest defect (about 0.2% of the image) to the largest
-(about 12%). Masks are ``ground_truth/<defect>/NNN_mask.png``, 0/255, exactly the painted pixels
+``colour``, ``hole``). Defect sizes are stratified: image ``NNN`` of ``n`` draws its size from the
+``NNN``-th of ``n`` equal slices of ``[0, 1]``, so the numbers run from tiny defects (a few dozen
+pixels, 0.2-1% of the image) to large ones (about 3-15%). Masks are ``ground_truth/<defect>/NNN_mask.png``, 0/255, exactly the painted pixels
 (see :mod:`pixeval.data.defects`). Everything is drawn from seeded numpy Generators, so the files
 are byte-identical run to run on the same library versions.
 
@@ -204,7 +205,7 @@ def _encoded_files() -> Iterator[tuple[str, bytes]]:
         for split, defect, image, mask, _ in generate_category(category):
             number = counters.get((split, defect), 0)
             counters[(split, defect)] = number + 1
-            yield f"{category}/{split}/{defect}/{number:03d}.png", _png(image[..., ::-1])
+            yield f"{category}/{split}/{defect}/{number:03d}.png", _png(image)
             if mask is not None:
                 yield (f"{category}/ground_truth/{defect}/{number:03d}_mask.png",
                        _png(mask.astype(np.uint8) * 255))
@@ -234,10 +235,11 @@ def _crop(part: np.ndarray, rng: np.random.Generator, size: int, turn: bool) -> 
 
 
 def _png(array: np.ndarray) -> bytes:
-    """PNG bytes of a grey ``H×W`` or BGR ``H×W×3`` ``uint8`` array."""
+    """PNG bytes of a grey ``H×W`` or RGB ``H×W×3`` ``uint8`` array."""
     import cv2
 
-    ok, buffer = cv2.imencode(".png", np.ascontiguousarray(array))
+    bgr = array[..., ::-1] if array.ndim == 3 else array  # OpenCV encodes channels as BGR
+    ok, buffer = cv2.imencode(".png", np.ascontiguousarray(bgr))
     if not ok:
         raise RuntimeError(f"OpenCV could not encode a {array.shape} image as PNG")
     return buffer.tobytes()
