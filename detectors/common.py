@@ -1,0 +1,97 @@
+"""What the backbone-based detectors share: their common hyperparameters, lazy backbone loading,
+and the way a feature-level score map becomes a map at each input image's own size.
+
+A detector built on :class:`BackboneDetector` scores an image at ``resolution × resolution``
+(the image is resized to it before the backbone, see :mod:`detectors.features`). Its
+feature-level map (``h×w``, the stride of a backbone layer) goes back to the image by
+:func:`to_image_maps`: bilinear up-sampling to ``resolution × resolution`` (``align_corners=False``),
+an optional Gaussian blur there (:func:`gaussian_blur`, the reference implementations' σ = 4),
+then bilinear resizing to each image's own height and width. All maps are ``float32``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.ndimage
+import torch
+import torch.nn.functional as F
+
+from detectors.backbones import BACKBONES, Backbone, load_backbone
+from detectors.features import check_images, iter_features, resolve_device
+from pixeval.registry import BaseParams, Detector, ProgressCallback, param
+
+
+@dataclass
+class BackboneParams(BaseParams):
+    """Hyperparameters of every detector that stands on a pretrained backbone."""
+
+    backbone: str = param("efficientnet_lite0", "Pretrained feature extractor (see detectors.backbones).",
+                          choices=BACKBONES)
+    weights: str | None = param(None, "Local state-dict file to load into the backbone instead of its "
+                                      "default ImageNet weights.")
+    resolution: int = param(256, "Images are resized to resolution × resolution pixels before the backbone.",
+                            min=32, max=4096)
+    batch_size: int = param(8, "Images per backbone forward pass (memory, not results).", min=1)
+
+
+class BackboneDetector(Detector):
+    """Base class of the detectors in this package that read backbone features.
+
+    Subclasses set ``Params`` (a subclass of :class:`BackboneParams`), keep their fitted state in
+    attributes, and use :meth:`features` / :meth:`iter_features` and :func:`to_image_maps`.
+    """
+
+    Params = BackboneParams
+
+    def __init__(self, params=None, **overrides) -> None:
+        super().__init__(params, **overrides)
+        self._backbone: Backbone | None = None
+
+    @property
+    def backbone(self) -> Backbone:
+        """The backbone, loaded on first use (on ``params.device``)."""
+        if self._backbone is None:
+            device = resolve_device(self.params.device)
+            self._backbone = load_backbone(self.params.backbone, self.params.weights, device)
+        return self._backbone
+
+    def iter_features(self, images: Sequence[np.ndarray], layers: Sequence[str],
+                      progress: ProgressCallback | None = None) -> Iterator[dict[str, torch.Tensor]]:
+        """Per batch of ``params.batch_size`` images: ``{layer: B×C×h×w}`` float32 CPU tensors."""
+        p = self.params
+        return iter_features(self.backbone, images, p.resolution, layers, p.batch_size, p.device, progress)
+
+    def not_fitted_error(self) -> RuntimeError:
+        return RuntimeError(f"{type(self).__name__} is not fitted: call fit(train_images) "
+                            "or load a saved detector first")
+
+
+def gaussian_blur(maps: np.ndarray, sigma: float) -> np.ndarray:
+    """Each ``H×W`` map of the ``N×H×W`` stack smoothed by ``scipy.ndimage.gaussian_filter``
+    (σ = ``sigma`` pixels, truncated at 4σ, mirror-reflected borders), exactly as the PaDiM,
+    PatchCore and CFA reference code do; ``sigma = 0`` returns the maps unchanged."""
+    if sigma <= 0:
+        return maps
+    return scipy.ndimage.gaussian_filter(maps, sigma=sigma, axes=(1, 2), mode="reflect")
+
+
+def to_image_maps(maps: torch.Tensor, images: Sequence[np.ndarray], resolution: int,
+                  sigma: float = 0.0) -> list[np.ndarray]:
+    """Feature-level maps (``N×h×w``) → one ``float32`` map per image at that image's own size:
+    bilinear up-sampling to ``resolution × resolution``, Gaussian blur with ``sigma`` (0: none),
+    bilinear resizing to each image's height and width."""
+    images = check_images(images)
+    square = F.interpolate(maps[:, None].float(), size=(resolution, resolution), mode="bilinear",
+                           align_corners=False)[:, 0]
+    square = gaussian_blur(square.numpy().astype(np.float32), sigma)
+    out = []
+    for m, image in zip(square, images):
+        size = image.shape[:2]
+        if size != m.shape:
+            m = F.interpolate(torch.from_numpy(np.ascontiguousarray(m))[None, None], size=size, mode="bilinear",
+                              align_corners=False)[0, 0].numpy()
+        out.append(np.ascontiguousarray(m, dtype=np.float32))
+    return out
