@@ -1,0 +1,24 @@
+"""The metric core: exact, fast, imbalance-aware pixel and image metrics.
+
+Conventions (DESIGN.md, "Metric conventions"): a pixel is predicted anomalous when
+``score >= t``; thresholds are all distinct scores; ties move together. P-AUROC = scikit-learn
+``roc_auc_score``; P-AUPR = step-wise average precision (= ``average_precision_score``); F1-max
+with its threshold, or F1 at a given threshold; AUPRO = the MVTec AD algorithm (8-connected
+regions, PRO interpolated at the FPR limit, trapezoid divided by the limit). Image scores are
+the maps' maxima unless given. The metric core never imports torch, click or pandas.
+"""
+
+from ._inputs import DegenerateInputWarning
+from .evaluate import evaluate
+from .ranking import auroc, average_precision, f1_at_threshold, f1_max
+from .report import MetricReport
+
+__all__ = [
+    "DegenerateInputWarning",
+    "MetricReport",
+    "auroc",
+    "average_precision",
+    "evaluate",
+    "f1_at_threshold",
+    "f1_max",
+]

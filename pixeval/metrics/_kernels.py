@@ -1,0 +1,146 @@
+"""Numba kernels of the metric core.
+
+Kernels take plain arrays and scalars only and do no validation: the callers in
+:mod:`pixeval.metrics.ranking` and :mod:`pixeval.metrics.bootstrap` check their inputs first.
+Every kernel is compiled with ``cache=True``, so the compile cost is paid once per machine.
+
+Vocabulary shared by the kernels. The *values* are the distinct scores of the anomalous pixels
+(the only thresholds at which any curve changes direction). For value ``v_k``, in descending
+order of ``v`` (``k = 0`` is the highest value):
+
+* ``tp[k]``: anomalous pixels with score >= v_k;
+* ``fp[k]``: normal pixels with score >= v_k;
+* ``fp_above[k]``: normal pixels with score > v_k;
+* ``pro[k]``: PRO at threshold v_k, i.e. the summed region weights of pixels with score >= v_k.
+
+Counts are ``int64`` throughout.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def _first_index(sorted_scores, value, start, strict):
+    """First index ``i >= start`` with ``sorted_scores[i] >= value`` (``> value`` if strict).
+
+    Galloping search from ``start``: O(log d) where d is the distance to the answer, so a sweep
+    over increasing values costs O(K log(N / K)) in total instead of O(K log N).
+    """
+    n = sorted_scores.size
+    lo = start
+    step = 1
+    hi = start
+    while hi < n and (sorted_scores[hi] <= value if strict else sorted_scores[hi] < value):
+        lo = hi + 1
+        hi += step
+        step *= 2
+    if hi > n:
+        hi = n
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if sorted_scores[mid] <= value if strict else sorted_scores[mid] < value:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit(cache=True)
+def counts_below(sorted_scores, values):
+    """For ascending ``values``: how many scores are ``< v`` and how many are ``<= v``.
+
+    ``sorted_scores`` is sorted ascending and has the same dtype as ``values`` (so equality is
+    exact). Returns two ``int64`` arrays of ``values.size``.
+    """
+    k_total = values.size
+    below = np.empty(k_total, np.int64)
+    at_or_below = np.empty(k_total, np.int64)
+    position = 0
+    for k in range(k_total):
+        position = _first_index(sorted_scores, values[k], position, False)
+        below[k] = position
+        position = _first_index(sorted_scores, values[k], position, True)
+        at_or_below[k] = position
+    return below, at_or_below
+
+
+@njit(cache=True)
+def summarise(tp, fp, fp_above, pro, n_pos, n_neg, fpr_limit):
+    """AUROC, AP, F1-max (and its index into the values) and AUPRO from the per-value counts.
+
+    The ROC curve visits, for each value v_k in descending order, the point
+    ``(fp_above[k], tp[k-1])`` (horizontal move: only normal pixels lie strictly between two
+    values) and then ``(fp[k], tp[k])`` (the tie group at v_k, moved together); it ends at
+    ``(n_neg, n_pos)``. Its trapezoid area is accumulated exactly in integers (twice the area, so
+    the halves of diagonal segments stay integral).
+
+    AP is ``sum_k (R_k - R_{k-1}) P_k`` with ``P_k = tp[k] / (tp[k] + fp[k])``. F1 at v_k is
+    ``2 tp / (tp + fp + n_pos)``; the maximum is attained at a value because, for a fixed set
+    of detected anomalous pixels, the highest threshold keeping them has the fewest false
+    positives. Ties in F1 keep the highest threshold.
+
+    The PRO curve starts at (0, 0) and visits ``(fp_above[k] / n_neg, pro[k-1])`` and
+    ``(fp[k] / n_neg, pro[k])`` for each value, then (1, pro[-1]) and (1, 1), exactly the
+    vertices of the MVTec AD curve (the points left out lie on horizontal segments). The area up
+    to ``fpr_limit`` is the trapezoid over the points with FPR <= limit plus the piece up to the
+    limit with PRO linearly interpolated there, divided by the limit.
+    """
+    k_total = tp.size
+    area2 = np.int64(0)
+    ap = 0.0
+    best_f1 = -1.0
+    best_k = -1
+    prev_tp = np.int64(0)
+    prev_fp = np.int64(0)
+    prev_pro = 0.0
+    # PRO trapezoid state: last vertex kept, area so far, whether the limit was passed
+    last_x, last_y, pro_area, done = 0.0, 0.0, 0.0, False
+    for k in range(k_total):
+        area2 += 2 * (fp_above[k] - prev_fp) * prev_tp
+        area2 += (fp[k] - fp_above[k]) * (prev_tp + tp[k])
+        gained = tp[k] - prev_tp
+        if gained > 0:
+            ap += gained * (tp[k] / (tp[k] + fp[k]))
+        f1 = 2.0 * tp[k] / (tp[k] + fp[k] + n_pos)
+        if f1 > best_f1:
+            best_f1 = f1
+            best_k = k
+        if not done:
+            last_x, last_y, pro_area, done = _trapezoid_step(
+                last_x, last_y, pro_area, fp_above[k] / n_neg, prev_pro, fpr_limit
+            )
+        if not done:
+            last_x, last_y, pro_area, done = _trapezoid_step(
+                last_x, last_y, pro_area, fp[k] / n_neg, pro[k], fpr_limit
+            )
+        prev_tp = tp[k]
+        prev_fp = fp[k]
+        prev_pro = pro[k]
+    if not done:
+        last_x, last_y, pro_area, done = _trapezoid_step(
+            last_x, last_y, pro_area, 1.0, prev_pro, fpr_limit
+        )
+    if not done:
+        last_x, last_y, pro_area, done = _trapezoid_step(
+            last_x, last_y, pro_area, 1.0, 1.0, fpr_limit
+        )
+    area2 += 2 * (n_neg - prev_fp) * prev_tp
+    auroc = area2 / (2.0 * n_pos * n_neg)
+    return auroc, ap / n_pos, best_f1, best_k, pro_area / fpr_limit
+
+
+@njit(cache=True)
+def _trapezoid_step(last_x, last_y, area, x, y, limit):
+    """Add the vertex (x, y) to a trapezoid integral that stops at ``x = limit``.
+
+    A vertex with ``x <= limit`` adds its trapezoid; the first vertex beyond the limit adds the
+    piece up to the limit, with y linearly interpolated there, and ends the integral
+    (``done``). Returns ``(last_x, last_y, area, done)``.
+    """
+    if x <= limit:
+        return x, y, area + 0.5 * (x - last_x) * (y + last_y), False
+    y_limit = last_y + (y - last_y) * (limit - last_x) / (x - last_x)
+    return limit, y_limit, area + 0.5 * (limit - last_x) * (y_limit + last_y), True

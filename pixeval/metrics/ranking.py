@@ -1,0 +1,199 @@
+"""Exact threshold counts from one sort, and the metrics on flat score arrays.
+
+Conventions (pinned in DESIGN.md): a pixel is predicted anomalous when ``score >= t``; the
+thresholds are all distinct score values and tied scores move together, exactly as
+scikit-learn.
+
+How: every curve (ROC, PR, PRO) changes direction only at the scores of anomalous pixels, so
+all metrics follow from the counts at the *K distinct anomalous scores*. All scores are sorted
+once as plain floats (no ``argsort``); only the anomalous pixels carry weights. The counts at the
+K values come from a galloping sweep over the sorted scores, so after the sort the work is
+proportional to the number of anomalous pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _kernels
+from ._inputs import finite_range, check_labels, ranking_dtype, warn_degenerate
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Counts at every distinct anomalous score, in descending order of the score.
+
+    Attributes:
+        values: the distinct scores of anomalous pixels, descending (length K).
+        tp: anomalous pixels with score >= values[k] (``int64``).
+        fp: normal pixels with score >= values[k] (``int64``).
+        fp_above: normal pixels with score > values[k] (``int64``).
+        pro: PRO at threshold values[k]: the sum of region weights ``1 / (region size * n_regions)``
+            of anomalous pixels with score >= values[k] (``float64``, clipped to 1; zeros when
+            regions are unknown).
+        next_above: the smallest score > values[k] (``inf`` if none), the threshold of the
+            curve vertex just before the tie group at values[k].
+        n_pos, n_neg, n_regions: totals.
+    """
+
+    values: np.ndarray
+    tp: np.ndarray
+    fp: np.ndarray
+    fp_above: np.ndarray
+    pro: np.ndarray
+    next_above: np.ndarray
+    n_pos: int
+    n_neg: int
+    n_regions: int
+
+    @classmethod
+    def from_sorted(cls, sorted_scores, pos_scores, pos_weights=None, n_regions=0) -> Ranking:
+        """Build from all scores sorted ascending and the anomalous pixels' scores (any order).
+
+        ``pos_scores`` must have the dtype of ``sorted_scores``; ``pos_weights`` are the
+        anomalous pixels' ``1 / region size`` (or None when regions do not apply).
+        """
+        if pos_weights is None:
+            pos_sorted = np.sort(pos_scores)
+        else:
+            order = np.argsort(pos_scores, kind="stable")
+            pos_sorted = pos_scores[order]
+            pos_weights = np.asarray(pos_weights, dtype=np.float64)[order]
+        starts = np.flatnonzero(np.r_[True, pos_sorted[1:] != pos_sorted[:-1]]) if pos_sorted.size else np.zeros(0, np.intp)
+        values = pos_sorted[starts]
+        per_value = np.diff(np.r_[starts, pos_sorted.size]).astype(np.int64)
+        below, at_or_below = _kernels.counts_below(sorted_scores, values)
+        n = sorted_scores.size
+        next_index = at_or_below[::-1]
+        next_above = np.full(values.size, np.inf)
+        has_next = next_index < n
+        next_above[has_next] = sorted_scores[next_index[has_next]]
+        tp = np.cumsum(per_value[::-1])
+        fp = (n - below[::-1]) - tp
+        fp_above = (n - at_or_below[::-1]) - (tp - per_value[::-1])
+        if pos_weights is not None and n_regions > 0:
+            weight_per_value = np.add.reduceat(pos_weights, starts)[::-1] if starts.size else np.zeros(0)
+            pro = np.minimum(np.cumsum(weight_per_value) / n_regions, 1.0)
+        else:
+            pro = np.zeros(values.size)
+        n_pos = int(pos_sorted.size)
+        return cls(values[::-1], tp, fp, fp_above, pro, next_above, n_pos, n - n_pos,
+                   int(n_regions))
+
+    @classmethod
+    def from_flat(cls, scores, labels) -> Ranking:
+        """Build from flat ``scores`` and binary ``labels`` (validated)."""
+        scores = np.asarray(scores)
+        if scores.ndim != 1:
+            raise ValueError(f"scores: expected a 1-D array, got shape {scores.shape}")
+        labels = check_labels(labels, scores.size)
+        dtype = ranking_dtype([scores.dtype])
+        finite_range(scores, "scores")
+        sorted_scores = scores.astype(dtype, copy=True)
+        pos_scores = sorted_scores[labels]
+        sorted_scores.sort()
+        return cls.from_sorted(sorted_scores, pos_scores)
+
+    def degenerate_reason(self) -> str | None:
+        """Why the ranking metrics are undefined here, or None."""
+        if self.n_pos == 0:
+            return "no anomalous pixel"
+        if self.n_neg == 0:
+            return "no normal pixel"
+        return None
+
+    def summary(self, fpr_limit: float = 0.3) -> RankingSummary:
+        """AUROC, AP, F1-max with its threshold and AUPRO@fpr_limit (NaN when degenerate)."""
+        if self.degenerate_reason() is not None:
+            return RankingSummary(np.nan, np.nan, np.nan, np.nan, np.nan)
+        auroc, ap, f1, best, aupro = _kernels.summarise(
+            self.tp, self.fp, self.fp_above, self.pro, self.n_pos, self.n_neg, fpr_limit
+        )
+        if self.n_regions == 0:
+            aupro = np.nan
+        return RankingSummary(auroc, ap, f1, float(self.values[best]), aupro)
+
+
+@dataclass(frozen=True)
+class RankingSummary:
+    """The threshold-free metrics of one :class:`Ranking`."""
+
+    auroc: float
+    average_precision: float
+    f1_max: float
+    f1_threshold: float
+    aupro: float
+
+
+def _summary_of_flat(scores, labels) -> RankingSummary:
+    ranking = Ranking.from_flat(scores, labels)
+    reason = ranking.degenerate_reason()
+    if reason is not None:
+        warn_degenerate("ranking metrics", reason)
+    return ranking.summary()
+
+
+def auroc(scores, labels) -> float:
+    """Area under the ROC curve, trapezoid over the exact curve (ties count one half).
+
+    Equals ``sklearn.metrics.roc_auc_score(labels, scores)``. NaN with a
+    :class:`~pixeval.metrics.DegenerateInputWarning` when only one class is present.
+    """
+    return float(_summary_of_flat(scores, labels).auroc)
+
+
+def average_precision(scores, labels) -> float:
+    """Step-wise average precision ``AP = sum_n (R_n - R_{n-1}) P_n`` over all thresholds.
+
+    Equals ``sklearn.metrics.average_precision_score(labels, scores)`` (no interpolation; the
+    trapezoid AUPR is optimistic and is not what this computes). NaN when only one class is
+    present.
+    """
+    return float(_summary_of_flat(scores, labels).average_precision)
+
+
+def f1_max(scores, labels) -> tuple[float, float]:
+    """The best F1 over all thresholds and the threshold reaching it: ``(f1, threshold)``.
+
+    F1 at threshold t is ``2 TP / (2 TP + FP + FN)`` with pixels ``score >= t`` predicted
+    anomalous. Among thresholds with the same best F1, the highest is returned. This threshold is
+    chosen on the evaluated data itself; see :func:`f1_at_threshold` for a given one.
+    """
+    summary = _summary_of_flat(scores, labels)
+    return float(summary.f1_max), float(summary.f1_threshold)
+
+
+def threshold_scores(tp: int, predicted: int, n_pos: int, n_neg: int) -> tuple[float, float, float]:
+    """F1, precision and recall from counts at one threshold (NaN where undefined, with a warning).
+
+    ``tp``: anomalous pixels predicted anomalous; ``predicted``: all pixels predicted anomalous.
+    """
+    if n_pos == 0 or n_neg == 0:
+        warn_degenerate("metrics at the threshold",
+                        "no anomalous pixel" if n_pos == 0 else "no normal pixel")
+        return np.nan, np.nan, np.nan
+    recall = tp / n_pos
+    f1 = 2.0 * tp / (predicted + n_pos)
+    if predicted == 0:
+        warn_degenerate("precision at the threshold", "no pixel scores >= the threshold")
+        return f1, np.nan, recall
+    return f1, tp / predicted, recall
+
+
+def f1_at_threshold(scores, labels, threshold: float) -> tuple[float, float, float]:
+    """F1, precision and recall with pixels ``score >= threshold`` predicted anomalous.
+
+    Returns ``(f1, precision, recall)``. Precision is NaN (with a warning) when no score reaches
+    the threshold; all three are NaN when only one class is present.
+    """
+    scores = np.asarray(scores)
+    if scores.ndim != 1:
+        raise ValueError(f"scores: expected a 1-D array, got shape {scores.shape}")
+    labels = check_labels(labels, scores.size)
+    finite_range(scores, "scores")
+    predicted = scores >= threshold
+    n_pos = int(np.count_nonzero(labels))
+    return threshold_scores(int(np.count_nonzero(predicted & labels)),
+                            int(np.count_nonzero(predicted)), n_pos, scores.size - n_pos)

@@ -1,0 +1,62 @@
+"""The result of an evaluation: every metric, the counts behind them and bootstrap intervals."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+#: Metrics that get a bootstrap interval (the threshold metrics only when a threshold is given).
+INTERVAL_METRICS = (
+    "pixel_auroc", "pixel_aupr", "pixel_f1_max", "pixel_aupro",
+    "pixel_f1_at_threshold", "pixel_precision_at_threshold", "pixel_recall_at_threshold",
+    "image_auroc", "image_aupr", "image_f1_max",
+)
+
+
+@dataclass
+class MetricReport:
+    """Pixel and image metrics of one set of score maps against their masks.
+
+    Pixel metrics pool every pixel of every image (a pixel is anomalous when ``score >= t``):
+    ``pixel_auroc`` (trapezoid under the exact ROC curve, = scikit-learn ``roc_auc_score``),
+    ``pixel_aupr`` (step-wise average precision, = ``average_precision_score``),
+    ``pixel_f1_max`` (best F1 over all thresholds, chosen on this data) at
+    ``pixel_f1_threshold``, ``pixel_aupro`` (MVTec AD AUPRO up to FPR ``fpr_limit``, divided by
+    the limit). With a given ``threshold``: F1, precision and recall at it. Image metrics use one
+    score per image (the map's maximum unless given) and the label "mask has an anomalous pixel".
+    Undefined metrics are NaN (a warning said why). ``intervals`` maps a metric name to its
+    bootstrap confidence interval (empty unless requested); ``confidence`` is its level.
+    """
+
+    pixel_auroc: float
+    pixel_aupr: float
+    pixel_f1_max: float
+    pixel_f1_threshold: float
+    pixel_aupro: float
+    fpr_limit: float
+    image_auroc: float
+    image_aupr: float
+    image_f1_max: float
+    image_f1_threshold: float
+    n_images: int
+    n_anomalous_images: int
+    n_regions: int
+    n_pixels: int
+    n_anomalous_pixels: int
+    threshold: float | None = None
+    pixel_f1_at_threshold: float | None = None
+    pixel_precision_at_threshold: float | None = None
+    pixel_recall_at_threshold: float | None = None
+    binned: bool = False
+    confidence: float | None = None
+    bootstrap_resamples: int = 0
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, float | int | bool | None]:
+        """A flat dict: every field, with each interval as ``NAME_ci_low`` / ``NAME_ci_high``."""
+        flat = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name != "intervals"}
+        for name, (low, high) in self.intervals.items():
+            flat[f"{name}_ci_low"] = low
+            flat[f"{name}_ci_high"] = high
+        return flat
