@@ -2,8 +2,8 @@
 
 Each painter takes a clean ``uint8`` ``H×W×3`` RGB image, a :class:`numpy.random.Generator` and a
 ``size`` in ``[0, 1]`` (0 = tiny, 1 = large) and returns ``(image, mask)``: a defective copy of the
-image and a ``bool`` ``H×W`` mask of the defect. The mask is never empty, and marks exactly the
-pixels the painter changed:
+image and a ``bool`` ``H×W`` mask of the defect. The mask is never empty and marks the pixels
+the painter changed:
 
 * ``scratch``, ``patch``, ``colour`` and ``hole`` change no pixel outside the mask;
 * ``stain`` has a soft edge: its opacity falls linearly from full at ``edge`` pixels inside the

@@ -11,9 +11,10 @@ Per category: 60 ``train/good`` crops; 40 test crops, of which 15 ``test/good`` 
 defect type in :data:`~pixeval.data.defects.DEFECT_TYPES` (``scratch``, ``stain``, ``patch``,
 ``colour``, ``hole``). Defect sizes are stratified: image ``NNN`` of ``n`` draws its size from the
 ``NNN``-th of ``n`` equal slices of ``[0, 1]``, so the numbers run from tiny defects (a few dozen
-pixels, 0.2-1% of the image) to large ones (about 3-15%). Masks are ``ground_truth/<defect>/NNN_mask.png``, 0/255, exactly the painted pixels
-(see :mod:`pixeval.data.defects`). Everything is drawn from seeded numpy Generators, so the files
-are byte-identical run to run on the same library versions.
+pixels, 0.2-1% of the image) to large ones (about 3-15%); about 2% of all test pixels are
+anomalous. Masks are ``ground_truth/<defect>/NNN_mask.png``, 0/255, exactly the painted pixels
+(see :mod:`pixeval.data.defects`). Everything is drawn from seeded numpy Generators, so the
+files are byte-identical run to run on the same library versions.
 
 The dataset is generated on first use into ``$PIXEVAL_DATA/synthetic-textures`` (or
 ``~/.cache/pixeval/synthetic-textures``) in a temporary folder that is renamed into place only
