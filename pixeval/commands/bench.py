@@ -1,0 +1,93 @@
+"""``pixeval bench``: run detectors over datasets into a run folder and print the ranked table."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from pixeval.tables import FORMATS
+
+#: Command-line option -> BenchConfig field, for options that a config file may also set.
+CONFIG_OPTIONS = {"data": "data", "categories": "categories", "detectors": "detectors", "param": "params",
+                  "seeds": "seeds", "backbone": "backbone", "resolution": "resolution", "device": "device",
+                  "out": "out", "save_maps": "save_maps", "examples": "examples", "jobs": "jobs",
+                  "scheduler": "scheduler", "imports": "imports"}
+
+
+@click.command("bench")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="YAML or TOML file with any of the settings below (options given here win); "
+                   "saved into the run folder as config.yaml.")
+@click.option("--data", multiple=True, metavar="SPEC",
+              help="Dataset: synthetic-textures (default), mvtec:PATH, ksdd2:PATH, folder:PATH or "
+                   "manifest:FILE. Repeat for several.")
+@click.option("--categories", metavar="A,B", help="Only these categories (default: all).")
+@click.option("--detectors", metavar="A,B", help="Detectors to run (default: every built-in one; "
+                                                   "see `pixeval detectors`).")
+@click.option("--param", multiple=True, metavar="DET.NAME=VALUE",
+              help="A hyperparameter of one detector, e.g. sp_cfa.rs_s=15. Repeatable.")
+@click.option("--seeds", metavar="0,1,2", help="Seeds, as a list or a range like 0-4 (default: 0).")
+@click.option("--backbone", help="Backbone for every detector that has one.")
+@click.option("--resolution", type=int, help="Input resolution for every detector that has one.")
+@click.option("--device", help="Torch device for every detector: cpu (default), cuda, cuda:N.")
+@click.option("--out", metavar="DIR", help="Run folder (default: runs/bench). Rerunning into it skips "
+                                           "finished jobs.")
+@click.option("--save-maps/--no-save-maps", default=None,
+              help="Also write every score map as a float TIFF at original size, in the MVTec "
+                   "mirrored layout under DIR/maps/<detector>/<dataset>/seed<N>/.")
+@click.option("--examples", type=int, metavar="N", help="Anomalous images per job kept for the "
+                                                         "report's qualitative grid (default: 3).")
+@click.option("--jobs", type=int, metavar="N", help="Run N jobs at once in worker processes (default: 1).")
+@click.option("--scheduler", metavar="tcp://HOST:PORT",
+              help="Send the jobs to this Dask scheduler (needs pip install 'pixeval[dask]').")
+@click.option("--import", "imports", multiple=True, metavar="MODULE",
+              help="Import MODULE first (here and on every worker) to register its detectors.")
+@click.option("--force", is_flag=True, help="Redo jobs the run folder already holds.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+              help="Format of the printed table.")
+@click.option("--primary", default="pixel_aupr", show_default=True, help="Metric that orders the table.")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bars on stderr (default: when stderr is a terminal).")
+@click.pass_context
+def command(ctx: click.Context, config_file: str | None, force: bool, fmt: str, primary: str,
+            progress: bool | None, **options) -> None:
+    """Run a grid of jobs (detector × dataset × category × seed) and print the ranked table.
+
+    With no arguments: every built-in detector on the built-in synthetic-textures dataset, on the
+    CPU, with one seed. Each job writes its result into the run folder when it finishes, so a run
+    stopped halfway resumes where it stopped; `pixeval report DIR` tabulates and plots it later.
+    """
+    from pixeval.bench import ConfigError, make_config, run_bench
+    from pixeval.bench.jobs import load_config_file
+    from pixeval.data import DatasetError
+    from pixeval.registry import ParamError, RegistryError
+    from pixeval.report import ReportError, render_tables
+
+    try:
+        values = load_config_file(config_file) if config_file else {}
+        for option, name in CONFIG_OPTIONS.items():
+            given = ctx.get_parameter_source(option) == click.core.ParameterSource.COMMANDLINE
+            if given and options[option] not in (None, ()):
+                values[name] = list(options[option]) if isinstance(options[option], tuple) else options[option]
+        config = make_config(values)
+        summary = run_bench(config, force=force, progress=sys.stderr.isatty() if progress is None else progress)
+    except (ConfigError, DatasetError, ParamError, RegistryError) as exc:
+        raise click.UsageError(str(exc)) from None
+
+    for job, error in summary.failed:
+        click.echo(f"FAILED {job.label}: {error}", err=True)
+    click.echo(f"{len(summary.finished)} jobs run, {len(summary.skipped)} already done, "
+               f"{len(summary.failed)} failed; results in {summary.run_dir}", err=True)
+    from pixeval.bench import RunStore
+
+    keys = {job.key for job in summary.jobs}
+    table = RunStore(summary.run_dir).table()
+    table = table[table["job"].isin(keys)]
+    if not table.empty:
+        try:
+            click.echo(render_tables(table, fmt, primary=primary))
+        except ReportError as exc:
+            raise click.UsageError(str(exc)) from None
+    if summary.failed:
+        ctx.exit(1)
