@@ -50,8 +50,9 @@ def foreign_detectors_package() -> str | None:
     if getattr(package, "PIXEVAL_BUILTIN", False) is not True:
         where = getattr(package, "__file__", None) or list(getattr(package, "__path__", []))
         return (f"the imported package `detectors` ({where}) is not pixeval's own: another installed "
-                "package named `detectors` shadows pixeval's built-in detectors, which then fail to "
-                "load; uninstall it (pip uninstall detectors) or use a separate environment")
+                "package named `detectors` shadows pixeval's built-in detectors package, so the "
+                "built-in detectors may fail to load or misbehave; uninstall it (pip uninstall "
+                "detectors) or use a separate environment")
     return None
 
 
