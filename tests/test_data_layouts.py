@@ -87,7 +87,8 @@ def test_mvtec_categories_samples_and_masks(tmp_path):
 
 def test_all_fifteen_mvtec_categories_including_grey_ones(tmp_path):
     for k, name in enumerate(MVTEC_AD_CATEGORIES):
-        write_mvtec_category(tmp_path / name, defects=("broken",), n=1, seed=k, grey=name in ("grid", "screw", "zipper"))
+        grey = name in ("grid", "screw", "zipper")
+        write_mvtec_category(tmp_path / name, defects=("broken",), n=1, seed=k, grey=grey)
     dataset = open_dataset(str(tmp_path))  # recognised as MVTec from its files
     assert dataset.layout == "mvtec" and dataset.categories == sorted(MVTEC_AD_CATEGORIES)
     for name in dataset.categories:

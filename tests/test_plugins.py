@@ -107,7 +107,8 @@ def plugin_path(tmp_path_factory) -> Path:
 
 
 def run_with_plugin(plugin_path: Path, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in [str(plugin_path), os.environ.get("PYTHONPATH")] if p)}
+    paths = [str(plugin_path), os.environ.get("PYTHONPATH")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
 
 

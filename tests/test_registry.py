@@ -130,7 +130,8 @@ def test_detector_construction_and_overrides():
     assert (e.params.resolution, e.params.distance, e.params.seed) == (12, "square", 5)
     with pytest.raises(ParamError, match="Tiny expects TinyParams, got BaseParams"):
         Tiny(BaseParams())
-    assert Tiny.summary() == "Per-pixel z-scores against the training images, projected on seeded random channel weights."
+    assert Tiny.summary() == ("Per-pixel z-scores against the training images, projected on seeded random "
+                              "channel weights.")
 
 
 # ----------------------------------------------------------------------------- fit, predict, save, load

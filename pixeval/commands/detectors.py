@@ -78,7 +78,8 @@ def format_details(info: DetectorInfo) -> str:
     body = textwrap.dedent("\n".join((cls.__doc__ or "").strip().splitlines()[1:])).strip()
     if body:
         lines += ["", body]
-    lines += ["", "hyperparameters (name: type = default [constraints]):"]
+    lines += ["", f"hyperparameters (name: type = default [constraints]; set one with "
+                  f"`pixeval bench --param {info.name}.NAME=VALUE`):"]
     for spec in param_specs(cls.Params):
         lines.append(f"  {spec.name}: {spec.type} = {spec.default!r}{_constraints(spec)}")
         lines += textwrap.wrap(spec.help, width=88, initial_indent="      ", subsequent_indent="      ")
