@@ -100,7 +100,7 @@ def plugin_path(tmp_path_factory) -> Path:
     target = tmp_path_factory.mktemp("plugin_site")
     result = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-         "--disable-pip-version-check", "--target", str(target), str(source)],
+         "--disable-pip-version-check", "--no-cache-dir", "--target", str(target), str(source)],
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     return target
