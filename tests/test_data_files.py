@@ -94,3 +94,15 @@ def test_listing_and_mask_index(tmp_path):
     (tmp_path / "OK").mkdir()
     assert find_folder(tmp_path, ("good", "ok")).name == "OK"
     assert find_folder(tmp_path, ("good",)) is None
+
+
+def test_exif_orientation_is_ignored_so_images_align_with_masks(tmp_path):
+    rgb = np.zeros((10, 20, 3), np.uint8)
+    rgb[:, :5] = 255
+    picture = Image.fromarray(rgb)
+    exif = picture.getexif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    picture.save(tmp_path / "r.jpg", exif=exif)
+    image = read_image(tmp_path / "r.jpg")
+    assert image.shape == (10, 20, 3) and image_size(tmp_path / "r.jpg") == (10, 20)
+    assert image[:, :4].min() > 200 and image[:, 6:].max() < 50  # stored order, not rotated

@@ -49,8 +49,9 @@ def _read(path: Path, flags: int) -> np.ndarray:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """``path`` as ``uint8`` ``H×W×3`` RGB (grey repeated over channels, alpha dropped)."""
-    image = _read(path, cv2.IMREAD_COLOR)
+    """``path`` as ``uint8`` ``H×W×3`` RGB (grey repeated over channels, alpha dropped), in the
+    file's stored pixel order: an EXIF orientation tag is ignored, as it is for masks."""
+    image = _read(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     return np.ascontiguousarray(image[:, :, ::-1])
 
 
