@@ -26,6 +26,9 @@ from pixeval.registry import ProgressCallback
 
 Outcome = tuple[Job, "JobResult | BaseException"]
 
+#: How long to wait for a Dask scheduler to answer.
+CONNECT_TIMEOUT = "20s"
+
 
 def local(jobs: list[Job], progress: ProgressCallback | None = None) -> Iterator[Outcome]:
     """Run ``jobs`` one after another in this process."""
@@ -57,7 +60,7 @@ def dask(jobs: list[Job], scheduler: str) -> Iterator[Outcome]:
         raise ConfigError("--scheduler needs Dask distributed, which is not installed; "
                           "install it with: pip install 'pixeval[dask]'") from None
     try:
-        client = Client(scheduler, timeout="20s", set_as_default=False)
+        client = Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, TimeoutError) as exc:
         raise ConfigError(f"--scheduler {scheduler}: cannot reach the Dask scheduler ({exc}); start one "
                           "with `dask scheduler` and workers with `dask worker ADDRESS`") from None
@@ -65,7 +68,7 @@ def dask(jobs: list[Job], scheduler: str) -> Iterator[Outcome]:
         batch = uuid.uuid4().hex[:8]
         futures = {client.submit(run_job, job, key=f"pixeval-{job.key}-{batch}"): job for job in jobs}
         try:
-            for future in dask_completed(futures):
+            for future in dask_completed(list(futures), loop=client.loop):
                 yield futures[future], _outcome(future.result)
         finally:
             client.cancel(list(futures))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 import platform
 import resource
 import sys
@@ -100,7 +101,7 @@ def run_job(job: Job, progress: ProgressCallback | None = None) -> JobResult:
               "resolution": getattr(detector.params, "resolution", None),
               "fit_seconds": fit_seconds, "predict_seconds": predict_seconds,
               "peak_memory_mb": peak, "n_train": len(train), "n_test": len(test),
-              "versions": package_versions(), "host": platform.node()},
+              "versions": package_versions(), "host": platform.node(), "pid": os.getpid()},
         curves=pixel_curves(maps, masks),
         examples=pick_examples(data.test, test, masks, maps, threshold, job.examples),
         maps=[(_map_path(s), m) for s, m in zip(data.test, maps)] if job.save_maps else [],
