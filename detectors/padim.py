@@ -17,6 +17,8 @@ from pixeval.registry import Prediction, ProgressCallback, param
 #: The paper's number of kept channels for the backbones it used.
 _PAPER_N_FEATURES = {"resnet18": 100, "wide_resnet50_2": 550}
 _DEFAULT_N_FEATURES = 100
+#: Positions whose covariances are computed (in float64) at once, to bound the memory of fit.
+_POSITIONS_PER_STEP = 256
 
 
 @dataclass
@@ -82,13 +84,17 @@ class PaDiM(BackboneDetector):
             raise ValueError(f"PaDiM needs at least 2 training images for its covariances, got {len(train_images)}")
         self.channels = self._choose_channels()
         embeddings = torch.cat([self._embed(f) for f in self.iter_features(train_images, None, progress)])
-        x = embeddings.transpose(0, 1).double()                  # positions × images × d
-        mean = x.mean(dim=1, keepdim=True)
-        centred = x - mean
-        covariance = centred.transpose(1, 2) @ centred / (x.shape[1] - 1)
-        covariance += self.params.covariance_eps * torch.eye(x.shape[2], dtype=torch.float64)
-        self.mean = mean[:, 0].float()
-        self.inv_covariance = torch.linalg.inv(covariance).float()
+        n, positions, d = embeddings.shape
+        regulariser = self.params.covariance_eps * torch.eye(d, dtype=torch.float64)
+        self.mean = torch.empty(positions, d)
+        self.inv_covariance = torch.empty(positions, d, d)
+        for start in range(0, positions, _POSITIONS_PER_STEP):
+            x = embeddings[:, start:start + _POSITIONS_PER_STEP].transpose(0, 1).double()   # positions × n × d
+            mean = x.mean(dim=1, keepdim=True)
+            centred = x - mean
+            covariance = centred.transpose(1, 2) @ centred / (n - 1) + regulariser
+            self.mean[start:start + len(x)] = mean[:, 0]
+            self.inv_covariance[start:start + len(x)] = torch.linalg.inv(covariance)
         return self
 
     def predict(self, images: Sequence[np.ndarray], progress: ProgressCallback | None = None) -> Prediction:

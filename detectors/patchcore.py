@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from sklearn.random_projection import SparseRandomProjection, johnson_lindenstrauss_min_dim
 
 from detectors.common import BackboneDetector, BackboneParams, to_image_maps
+from detectors.features import resolve_device
 from pixeval.registry import Prediction, ProgressCallback, param
 
 #: Most float32 distances held at once by the nearest-neighbour search (64 MiB).
@@ -87,7 +88,8 @@ class PatchCore(BackboneDetector):
             patches.append(embedding.permute(0, 2, 3, 1).reshape(-1, embedding.shape[1]))
         patches = torch.cat(patches)
         size = max(1, int(len(patches) * self.params.coreset_ratio))
-        selected = greedy_coreset(self._project(patches.numpy()), size, self.params.seed, progress)
+        points = self._project(patches.numpy()).to(resolve_device(self.params.device))
+        selected = greedy_coreset(points, size, self.params.seed, progress)
         self.memory_bank = patches[selected].contiguous()
         return self
 
@@ -103,27 +105,30 @@ class PatchCore(BackboneDetector):
     def predict(self, images: Sequence[np.ndarray], progress: ProgressCallback | None = None) -> Prediction:
         if self.memory_bank is None:
             raise self.not_fitted_error()
+        bank = self.memory_bank.to(resolve_device(self.params.device))
         maps, scores = [], []
         for features in self.iter_features(images, self._layers(), progress):
             embedding = self._embed(features)
             b, d, h, w = embedding.shape
             patches = embedding.permute(0, 2, 3, 1).reshape(b, h * w, d)
-            distances, nearest = nearest_neighbors(patches.reshape(-1, d), self.memory_bank, 1)
+            distances, nearest = nearest_neighbors(patches.reshape(-1, d), bank, 1)
             distances, nearest = distances[:, 0].view(b, h * w), nearest[:, 0].view(b, h * w)
-            scores.append(self._image_scores(patches, distances, nearest))
+            scores.append(self._image_scores(patches, distances, nearest, bank))
             maps.append(distances.view(b, h, w))
         image_maps = to_image_maps(torch.cat(maps), images, self.params.resolution, self.params.blur_sigma)
         return Prediction(image_maps, torch.cat(scores).numpy().astype(np.float64))
 
-    def _image_scores(self, patches: torch.Tensor, distances: torch.Tensor, nearest: torch.Tensor) -> torch.Tensor:
-        """The paper's re-weighted image score of each image of the batch."""
+    def _image_scores(self, patches: torch.Tensor, distances: torch.Tensor, nearest: torch.Tensor,
+                      bank: torch.Tensor) -> torch.Tensor:
+        """The paper's re-weighted image score of each image of the batch (CPU tensors in, out;
+        ``bank`` is the memory bank on the search device)."""
         rows = torch.arange(len(patches))
         worst = distances.argmax(dim=1)
         worst_patch = patches[rows, worst]                       # p*
         worst_score = distances[rows, worst]                     # s* = ‖p* − m*‖
         anchor = self.memory_bank[nearest[rows, worst]]          # m*
-        k = min(self.params.num_neighbors, len(self.memory_bank))
-        _, support = nearest_neighbors(anchor, self.memory_bank, k)                  # N(m*)
+        k = min(self.params.num_neighbors, len(bank))
+        _, support = nearest_neighbors(anchor, bank, k)          # N(m*)
         support_distances = torch.linalg.vector_norm(worst_patch[:, None] - self.memory_bank[support], dim=2)
         weight = 1.0 - torch.softmax(support_distances, dim=1)[:, 0]
         return weight * worst_score
@@ -143,13 +148,14 @@ def greedy_coreset(points: torch.Tensor, size: int, seed: int,
                    progress: ProgressCallback | None = None) -> torch.Tensor:
     """Indices of ``size`` rows of ``points`` (``n×d``) chosen by greedy k-center selection: the
     first at random (``seed``), then each time the row whose squared Euclidean distance to its
-    nearest chosen row is largest. Costs ``size`` passes over ``points`` and ``O(n)`` memory."""
+    nearest chosen row is largest. Runs on the device of ``points``; costs ``size`` passes over
+    ``points`` and ``O(n)`` memory; returns CPU indices."""
     n = len(points)
     if not 1 <= size <= n:
         raise ValueError(f"coreset size must be between 1 and the number of points ({n}), got {size}")
     points = points.float()
     squared_norms = (points * points).sum(dim=1)
-    closest = torch.full((n,), math.inf)
+    closest = torch.full((n,), math.inf, device=points.device)
     chosen = torch.empty(size, dtype=torch.long)
     current = int(torch.randint(n, (1,), generator=torch.Generator().manual_seed(seed)))
     step = max(1, size // 100)
@@ -166,13 +172,13 @@ def greedy_coreset(points: torch.Tensor, size: int, seed: int,
 
 def nearest_neighbors(queries: torch.Tensor, bank: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Euclidean distances (``m×k``, ascending) and indices of the ``k`` rows of ``bank`` nearest to
-    each row of ``queries``, computed with ``torch.cdist`` on chunks of queries so that at most
-    about 2^24 distances are held at once."""
+    each row of ``queries``, computed with ``torch.cdist`` on the device of ``bank``, on chunks of
+    queries so that at most about 2^24 distances are held at once; returns CPU tensors."""
     chunk = max(1, _DISTANCE_BUDGET // max(1, len(bank)))
     distances, indices = [], []
     for start in range(0, len(queries), chunk):
-        d = torch.cdist(queries[start:start + chunk], bank)
+        d = torch.cdist(queries[start:start + chunk].to(bank.device), bank)
         values, index = torch.topk(d, k, dim=1, largest=False, sorted=True)
-        distances.append(values)
-        indices.append(index)
+        distances.append(values.cpu())
+        indices.append(index.cpu())
     return torch.cat(distances), torch.cat(indices)

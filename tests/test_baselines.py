@@ -168,7 +168,7 @@ def test_image_score_is_the_reweighted_nearest_distance():
     detector.memory_bank = torch.from_numpy(rng.standard_normal((20, 4))).float()
     patches = torch.from_numpy(rng.standard_normal((2, 6, 4))).float()
     distances, nearest = nearest_neighbors(patches.reshape(-1, 4), detector.memory_bank, 1)
-    got = detector._image_scores(patches, distances.view(2, 6), nearest.view(2, 6)).numpy()
+    got = detector._image_scores(patches, distances.view(2, 6), nearest.view(2, 6), detector.memory_bank).numpy()
 
     bank, p = detector.memory_bank.numpy().astype(np.float64), patches.numpy().astype(np.float64)
     for i in range(2):
