@@ -72,9 +72,8 @@ def cell_values(results: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
         raise ReportError(f"the results hold no metric {', '.join(missing)}; they hold "
                           f"{', '.join(sorted(set(results['metric'])))}")
     picked = results[results["metric"].isin(metrics)]
-    wide = picked.pivot_table(index=["detector", *CELL], columns="metric", values="value",
-                              aggfunc="first", dropna=False)[list(metrics)]
-    wide = wide.reset_index()
+    wide = picked.set_index(["detector", *CELL, "metric"])["value"].unstack("metric")
+    wide = wide.reindex(columns=list(metrics)).reset_index()
     detectors = wide["detector"].unique()
     counts = wide.groupby(CELL)["detector"].nunique()
     common = counts[counts == len(detectors)].index

@@ -1,0 +1,176 @@
+"""Ranked tables, significance between neighbours, the report command and the HTML page."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from scipy.stats import permutation_test
+
+from pixeval.bench import make_config, run_bench
+from pixeval.cli import main
+from pixeval.report import render_tables
+from pixeval.report.html import FN, FP, TP, segmentation_colours, write_html
+from pixeval.report.ranking import ranked_table
+from pixeval.report.significance import sign_flip_test
+
+METRICS = ["pixel_aupr", "pixel_auroc"]
+
+
+def tidy(values: dict[tuple[str, str, int], dict[str, float]]) -> pd.DataFrame:
+    """A results table from {(detector, category, seed): {metric: value}}."""
+    rows = [{"detector": d, "dataset": "ds", "category": c, "seed": s, "metric": m, "value": v,
+             "run": "r", "job": f"{d}-{c}-{s}", "fit_seconds": 1.0, "predict_seconds": 1.0, "peak_memory_mb": 1.0}
+            for (d, c, s), metrics in values.items() for m, v in metrics.items()]
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture
+def random_results():
+    rng = np.random.default_rng(3)
+    values = {}
+    for shift, detector in zip((0.3, 0.1, 0.0), ("good", "middle", "weak")):
+        for category in ("a", "b", "c"):
+            for seed in (0, 1):
+                values[(detector, category, seed)] = {m: float(rng.uniform(0, 0.6) + shift) for m in METRICS}
+    return values
+
+
+def test_means_ranks_and_order_match_a_plain_computation(random_results):
+    table = ranked_table(tidy(random_results), METRICS).frame.set_index("detector")
+    detectors, categories, seeds = ("good", "middle", "weak"), ("a", "b", "c"), (0, 1)
+    for d in detectors:
+        per_seed = [np.mean([random_results[(d, c, s)]["pixel_aupr"] for c in categories]) for s in seeds]
+        assert table.loc[d, "P-AUPR"] == pytest.approx(np.mean(per_seed))
+        assert table.loc[d, "P-AUPR sd"] == pytest.approx(np.std(per_seed, ddof=1))
+    # average rank: per category and metric, rank the seed means (1 = best), then average
+    ranks = {d: [] for d in detectors}
+    for c in categories:
+        for m in METRICS:
+            means = {d: np.mean([random_results[(d, c, s)][m] for s in seeds]) for d in detectors}
+            for position, d in enumerate(sorted(means, key=means.get, reverse=True), start=1):
+                ranks[d].append(position)
+    for d in detectors:
+        assert table.loc[d, "avg rank"] == pytest.approx(np.mean(ranks[d]))
+    assert list(table.index) == sorted(detectors, key=lambda d: -table.loc[d, "P-AUPR"])
+
+
+def test_neighbour_p_values_match_scipy_exact_permutation_test(random_results):
+    table = ranked_table(tidy(random_results), METRICS).frame
+    order = list(table["detector"])
+    cells = [(c, s) for c in ("a", "b", "c") for s in (0, 1)]
+    for upper, lower, p in zip(order, order[1:], table["p vs next"]):
+        a = np.array([random_results[(upper, *cell)]["pixel_aupr"] for cell in cells])
+        b = np.array([random_results[(lower, *cell)]["pixel_aupr"] for cell in cells])
+        reference = permutation_test((a, b), lambda x, y, axis: np.mean(x - y, axis=axis), vectorized=True,
+                                     permutation_type="samples", n_resamples=np.inf).pvalue
+        assert p == pytest.approx(reference)
+    assert np.isnan(table["p vs next"].iloc[-1])
+
+
+def test_sign_flip_test_properties():
+    # three cells all in favour: the smallest p-value three cells allow, 2/8
+    assert sign_flip_test(np.array([0.9, 0.8, 0.7]), np.array([0.1, 0.2, 0.3])).p_value == pytest.approx(0.25)
+    # twenty cells all in favour, Monte Carlo: tiny p; identical inputs: p = 1
+    many = sign_flip_test(np.linspace(0.5, 0.9, 20), np.linspace(0.1, 0.4, 20))
+    assert many.p_value < 1e-3 and many.n == 20
+    assert sign_flip_test(np.ones(5), np.ones(5)).p_value == 1.0
+    # NaN pairs are dropped
+    assert sign_flip_test(np.array([1.0, np.nan]), np.array([0.0, 0.0])).n == 1
+
+
+def test_cells_missing_for_some_detector_are_left_out_and_said(random_results):
+    del random_results[("weak", "c", 1)]
+    table = ranked_table(tidy(random_results), METRICS)
+    assert any("1 of 6 cells" in note for note in table.notes)
+    assert "over 5 dataset × category × seed cells" in table.caption
+
+
+def test_formats_mark_best_and_second(random_results):
+    results = tidy(random_results)
+    markdown = render_tables(results, "markdown", metrics=METRICS)
+    good_row = next(line for line in markdown.splitlines() if line.startswith("| good"))
+    middle_row = next(line for line in markdown.splitlines() if line.startswith("| middle"))
+    assert "**" in good_row.split("|")[2] and "<ins>" in middle_row.split("|")[2]
+    assert r"\textbf{" in render_tables(results, "latex", metrics=METRICS)
+    document = json.loads(render_tables(results, "json", metrics=METRICS, per_category=True))
+    assert [row["detector"] for row in document["ranked"]][0] == "good"
+    assert set(document["categories"]) == {"ds/a", "ds/b", "ds/c"}
+    csv_text = render_tables(results, "csv", metrics=METRICS)
+    parsed = pd.read_csv(io.StringIO(csv_text), comment="#")
+    assert parsed["P-AUPR"].iloc[0] == pytest.approx(ranked_table(results, METRICS).frame["P-AUPR"].iloc[0])
+
+
+def test_segmentation_colours():
+    predicted = np.array([[1, 1, 0, 0]], dtype=bool)
+    truth = np.array([[1, 0, 1, 0]], dtype=bool)
+    assert [tuple(p) for p in segmentation_colours(predicted, truth)[0]] == [TP, FP, FN, (0, 0, 0)]
+
+
+@pytest.fixture(scope="module")
+def two_runs(tiny_mvtec, tmp_path_factory):
+    """Two runs of the tiny bench, one detector each."""
+    root = tmp_path_factory.mktemp("runs")
+    for name in ("tiny_zscore", "tiny_blur"):
+        run_bench(make_config({"data": f"mvtec:{tiny_mvtec}", "detectors": name, "out": str(root / name)}))
+    return root / "tiny_zscore", root / "tiny_blur"
+
+
+def test_report_combines_runs_and_refuses_overlaps(two_runs):
+    result = CliRunner().invoke(main, ["report", *map(str, two_runs), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert {row["detector"] for row in json.loads(result.output)["ranked"]} == {"tiny_zscore", "tiny_blur"}
+    twice = CliRunner().invoke(main, ["report", str(two_runs[0]), str(two_runs[0])])
+    assert twice.exit_code == 2 and "disjoint jobs" in twice.output
+    bad = CliRunner().invoke(main, ["report", str(two_runs[0]), "--metrics", "pixel_nope"])
+    assert bad.exit_code == 2 and "pixel_nope" in bad.output
+
+
+def html_images(page: str) -> list[bytes]:
+    sources = re.findall(r"<img [^>]*src='([^']*)'", page)
+    assert all(src.startswith("data:image/png;base64,") for src in sources)
+    return [base64.b64decode(src.split(",", 1)[1]) for src in sources]
+
+
+def test_html_page_is_self_contained(two_runs, tmp_path):
+    result = CliRunner().invoke(main, ["report", *map(str, two_runs), "--html", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "index.html").read_text()
+    images = html_images(page)
+    # per category (fabric, tiles): one curves figure and one qualitative grid
+    assert len(images) == 4 and all(image.startswith(b"\x89PNG\r\n\x1a\n") for image in images)
+    assert "tiny_blur" in page and "P-AUPR" in page
+    assert not re.search(r"(src|href)=['\"](?!data:)", page)
+
+
+def chromium() -> str | None:
+    return next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(chromium() is None, reason="headless Chromium is not installed (apt-get install chromium)")
+def test_html_page_renders_in_headless_chromium(two_runs, tmp_path):
+    write_html(pd.concat([pd.read_csv(run / "results.csv") for run in two_runs]), tmp_path)
+    page = tmp_path / "index.html"
+    browser = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000"]
+    shot = tmp_path / "shot.png"
+    subprocess.run([*browser, f"--screenshot={shot}", "--window-size=1400,2000", page.as_uri()],
+                   capture_output=True, timeout=120)
+    assert shot.exists() and shot.read_bytes().startswith(b"\x89PNG")
+    # a copy of the page that, once loaded, writes how many images failed to decode
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.read_text().replace("</body>", (
+        "<script>window.addEventListener('load', () => { const imgs = [...document.images];"
+        "document.body.insertAdjacentHTML('beforeend', '<p id=probe>images=' + imgs.length + ' broken=' +"
+        "imgs.filter(i => !(i.complete && i.naturalWidth > 0)).length + '</p>'); });</script></body>")))
+    dom = subprocess.run([*browser, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    assert "images=4 broken=0" in dom, dom[-500:]
