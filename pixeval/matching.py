@@ -115,7 +115,8 @@ def match(preds: str | Path, masks: str | Path, *, layout: str = "auto", map_suf
     for role, path in (("PREDS", preds), ("MASKS", masks)):
         if not path.is_dir():
             raise InputError(f"{role} {path} is not a folder" + (" (it does not exist)" if not path.exists() else "")
-                             + (". Fix: pass the CSV with --manifest" if path.suffix.lower() == ".csv" else ""))
+                             + (". Fix: pass the CSV with --manifest" if path.suffix.lower() == ".csv"
+                                else ". Fix: check the path"))
     if layout not in ("auto", *LAYOUTS):
         raise InputError(f"unknown layout {layout!r}; expected auto or one of {', '.join(LAYOUTS)}")
     maps = list_maps(preds, map_suffix)

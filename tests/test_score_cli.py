@@ -231,6 +231,18 @@ def test_per_image_csv_follows_its_definitions(dataset, tmp_path):
             assert np.isnan(row["pixel_ap"])
 
 
+def test_per_image_threshold_defaults_to_the_categorys_f1_max_threshold(dataset, tmp_path):
+    root, _ = dataset
+    out = tmp_path / "images.csv"
+    document = json.loads(run(root / "preds", root / "data", "--per-image", out, "--by", "defect",
+                              "--format", "json", "-q").stdout)
+    plain = {row["category"]: row["pixel_f1_threshold"] for row in run_json(root)["rows"]}
+    table = pd.read_csv(out)
+    assert len(table) == 12 and len(document["rows"]) == 3
+    for category, threshold in plain.items():
+        assert set(table.loc[table["category"] == category, "threshold"]) == {threshold}
+
+
 def copy_set(root: Path, tmp_path: Path) -> Path:
     import shutil
     shutil.copytree(root, tmp_path / "set")
