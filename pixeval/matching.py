@@ -15,7 +15,8 @@
 ``masks``
     ``MASKS`` is a folder of mask images, flat or in subfolders. A mask's **key** is its path
     relative to ``MASKS`` without extension and without a final ``_mask`` (MVTec AD) or ``_GT``
-    (KSDD2); a map pairs with the mask whose key is the end of the map's path relative to
+    (KSDD2), and a mask so suffixed wins over a file named without it (KSDD2 keeps ``<id>.png``
+    beside ``<id>_GT.png``); a map pairs with the mask whose key is the end of the map's path relative to
     ``PREDS`` without extension (the longest such key). So ``PREDS/scratch/017.tiff`` pairs with
     ``MASKS/017_mask.png``, and ``PREDS/carpet/test/crack/000.tiff`` with
     ``MASKS/crack/000_mask.png``. A map without a mask is a normal image when it sits in a folder
@@ -203,6 +204,10 @@ def _match_mask_folder(preds: Path, maps: list[Path], masks: Path, allow_missing
     for path in mask_files:
         parts = path.relative_to(masks).parts
         by_key[(*parts[:-1], _strip_mask_suffix(path.stem))].append(path)
+    for key, paths in by_key.items():  # <id>_GT.png beside <id>.png: the image and its mask (KSDD2)
+        suffixed = [p for p in paths if _strip_mask_suffix(p.stem) != p.stem]
+        if len(suffixed) == 1:
+            by_key[key] = suffixed
     twice = [paths for paths in by_key.values() if len(paths) > 1]
     if twice:
         raise InputError(f"{len(twice)} image(s) have two or more masks in {masks}, e.g. "

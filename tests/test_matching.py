@@ -171,11 +171,25 @@ def test_mask_folder_mask_without_map_is_an_error_unless_allowed(tmp_path):
     assert len(match(tmp_path / "preds", tmp_path / "masks", allow_missing=True).pairs) == 1
 
 
+def test_mask_folder_beside_its_images_pairs_with_the_suffixed_masks(tmp_path):
+    split = tmp_path / "KSDD2" / "test"  # KSDD2's split folder: <id>.png images beside <id>_GT.png masks
+    touch(split / "20000.png", split / "20000_GT.png", split / "20001.png", split / "20001_GT.png")
+    touch(tmp_path / "preds/20000.tiff", tmp_path / "preds/20001.tiff")
+    matching = match(tmp_path / "preds", split)
+    assert matching.layout == "masks" and matching.categories == ["KSDD2"]
+    assert sorted(p.mask_path.name for p in matching.pairs) == ["20000_GT.png", "20001_GT.png"]
+
+
 def test_mask_folder_two_masks_or_two_maps_for_one_image_are_errors(tmp_path):
-    touch(tmp_path / "masks/a.png", tmp_path / "masks/a_mask.png", tmp_path / "preds/a.tiff")
-    with pytest.raises(InputError, match=r"two or more masks.*a(_mask)?\.png"):
+    touch(tmp_path / "masks/a_GT.png", tmp_path / "masks/a_mask.png", tmp_path / "preds/a.tiff")
+    with pytest.raises(InputError, match=r"two or more masks.*a_(mask|GT)\.png"):
         match(tmp_path / "preds", tmp_path / "masks")
     (tmp_path / "masks/a_mask.png").unlink()
+    touch(tmp_path / "masks/a.bmp", tmp_path / "masks/a.png")
+    (tmp_path / "masks/a_GT.png").unlink()
+    with pytest.raises(InputError, match=r"two or more masks.*a\.(bmp|png)"):
+        match(tmp_path / "preds", tmp_path / "masks")
+    (tmp_path / "masks/a.bmp").unlink()
     touch(tmp_path / "preds/x/a.tiff")
     with pytest.raises(InputError, match=r"two or more score maps.*a\.tiff"):
         match(tmp_path / "preds", tmp_path / "masks")
