@@ -11,7 +11,6 @@ progress bar go to standard error, so ``--format csv > table.csv`` stays clean.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 import warnings
