@@ -265,7 +265,8 @@ def _check_unique(keyed_by_category: dict[str, dict[str, list[Path]]], preds: Pa
     if twice:
         raise InputError(
             f"{len(twice)} image(s) have two or more score maps, e.g. {_names(twice[0], preds)}. Fix: keep one map "
-            "per image, or pick one format with --map-suffix (e.g. --map-suffix .tiff)")
+            "per image: pick one format with --map-suffix (e.g. --map-suffix .tiff) when the maps differ in format "
+            "only, or pass as PREDS the folder that mirrors MASKS (e.g. PREDS/<category>)")
 
 
 def _names(paths: list[Path], root: Path) -> str:
