@@ -82,7 +82,7 @@ def steps(root: Path, jobs: int) -> dict[str, float]:
 
     from tqdm import tqdm
 
-    from pixeval.commands.score import Options, evaluate_set, read_pairs
+    from pixeval.commands.score import Options, collect, evaluate_set, submit_reads
     from pixeval.matching import match
 
     options = Options(jobs=jobs)
@@ -90,7 +90,7 @@ def steps(root: Path, jobs: int) -> dict[str, float]:
     matching = match(root / "preds", root / "data")
     paired = time.perf_counter()
     with ThreadPoolExecutor(jobs) as executor, tqdm(disable=True) as bar:
-        loaded = read_pairs(matching.pairs, options, executor, bar)
+        loaded = collect(submit_reads(matching.pairs, options, executor, bar))
     read = time.perf_counter()
     evaluate_set(loaded, options, "carpet", [])
     done = time.perf_counter()

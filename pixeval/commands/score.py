@@ -14,7 +14,7 @@ import json
 import sys
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,7 +91,7 @@ class Result:
     per_image: list[dict]
     counts: dict[str, int]
     notes: list[str]
-    read_seconds: float
+    read_seconds: float  # waiting for the reading threads (reading overlaps the previous category's metrics)
     metric_seconds: float
 
 
@@ -127,9 +127,9 @@ def _size(shape: tuple[int, ...]) -> str:
     return f"{shape[1]}×{shape[0]}"
 
 
-def read_pairs(pairs: list[Pair], options: Options, executor: ThreadPoolExecutor, progress: tqdm) -> list[Loaded]:
-    """Read ``pairs`` in ``executor``'s threads, in order; every failure is collected into one
-    :class:`InputError` that quotes the first few and counts the rest."""
+def submit_reads(pairs: list[Pair], options: Options, executor: ThreadPoolExecutor, progress: tqdm) -> list[Future]:
+    """Start reading ``pairs`` in ``executor``'s threads; each future holds a :class:`Loaded` or
+    the :class:`InputError` that reading raised. :func:`collect` waits for them."""
     def task(pair: Pair) -> Loaded | InputError:
         try:
             return load_pair(pair, options)
@@ -138,12 +138,18 @@ def read_pairs(pairs: list[Pair], options: Options, executor: ThreadPoolExecutor
         finally:
             progress.update()
 
-    results = list(executor.map(task, pairs))
+    return [executor.submit(task, pair) for pair in pairs]
+
+
+def collect(futures: list[Future]) -> list[Loaded]:
+    """The pairs read by :func:`submit_reads`, in order; every failure is collected into one
+    :class:`InputError` that quotes the first few and counts the rest."""
+    results = [future.result() for future in futures]
     failures = [r for r in results if isinstance(r, InputError)]
     if failures:
         shown = "\n  ".join(str(f) for f in failures[:_SHOWN_ERRORS])
         more = f"\n  ... and {len(failures) - _SHOWN_ERRORS} more" if len(failures) > _SHOWN_ERRORS else ""
-        raise InputError(f"{len(failures)} of {len(pairs)} score maps cannot be scored:\n  {shown}{more}")
+        raise InputError(f"{len(failures)} of {len(futures)} score maps cannot be scored:\n  {shown}{more}")
     return results
 
 
@@ -196,7 +202,8 @@ def per_image_rows(items: list[Loaded], threshold: float) -> list[dict]:
 
 
 def score(matching: Matching, options: Options, *, per_image: bool = False, progress: bool = True) -> Result:
-    """Read every pair of ``matching`` and compute the table's rows, one category at a time."""
+    """Read every pair of ``matching`` and compute the table's rows, one category at a time (memory
+    holds two categories' maps: the next one is read while the metrics of the current one run)."""
     notes = list(matching.notes)
     rows, image_rows = [], []
     counts = dict.fromkeys(("images", "anomalous_images", "regions", "pixels", "anomalous_pixels"), 0)
@@ -204,10 +211,17 @@ def score(matching: Matching, options: Options, *, per_image: bool = False, prog
     read_seconds = metric_seconds = 0.0
     bar = tqdm(total=len(matching.pairs), desc="reading", unit="map", file=sys.stderr,
                disable=None if progress else True)
+    categories = matching.categories
     with bar, ThreadPoolExecutor(max_workers=options.jobs) as executor:
-        for category in matching.categories:
+        def submit(index: int) -> list[Future]:
+            pairs = [p for p in matching.pairs if p.category == categories[index]] if index < len(categories) else []
+            return submit_reads(pairs, options, executor, bar)
+
+        pending = submit(0)
+        for index, category in enumerate(categories):
             start = time.perf_counter()
-            loaded = read_pairs([p for p in matching.pairs if p.category == category], options, executor, bar)
+            loaded = collect(pending)
+            pending = submit(index + 1)  # read the next category while this one's metrics run
             middle = time.perf_counter()
             quantised |= {item.quantised for item in loaded if item.quantised}
             resized += sum(item.resized for item in loaded)
@@ -319,7 +333,8 @@ def summary_line(result: Result) -> str:
     share = c["anomalous_pixels"] / c["pixels"] if c["pixels"] else 0.0
     return (f"read {c['images']} images ({c['anomalous_images']} anomalous, {c['regions']} regions, "
             f"{c['pixels']:,} pixels of which {c['anomalous_pixels']:,} = {share:.3%} anomalous) "
-            f"in {result.read_seconds:.1f} s; metrics in {result.metric_seconds:.1f} s")
+            f"in {result.read_seconds:.1f} s (waiting for the reading threads); metrics in "
+            f"{result.metric_seconds:.1f} s")
 
 
 class BadInput(click.ClickException):
