@@ -434,8 +434,9 @@ def command(preds, masks, manifest, layout, map_suffix, npz_key, by, fmt, output
         raise BadInput(str(exc)) from None
     if not quiet:
         click.echo(summary_line(result), err=True)
-        for note in result.notes:
-            click.echo(f"note: {note}", err=True)
+        if fmt == "csv" or output is not None:  # otherwise the notes are in what goes to the terminal
+            for note in result.notes:
+                click.echo(f"note: {note}", err=True)
     if output is None:
         click.echo(text, nl=False)
     elif not quiet:
