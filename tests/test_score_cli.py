@@ -404,3 +404,18 @@ def test_empty_folder_and_wrong_path_and_missing_arguments(dataset, tmp_path):
     assert "missing PREDS and MASKS" in bad(tmp_path)
     assert "does not exist" in bad(tmp_path, "--manifest", tmp_path / "none.csv")
     assert "not both" in bad(tmp_path, root / "preds", "--manifest", tmp_path / "none.csv")
+
+
+def test_npz_maps_with_several_arrays_need_npz_key(tmp_path):
+    (tmp_path / "masks").mkdir()
+    (tmp_path / "preds").mkdir()
+    mask = np.zeros((6, 6), np.uint8)
+    mask[1:3, 1:3] = 255
+    cv2.imwrite(str(tmp_path / "masks" / "a.png"), mask)
+    scores = np.random.default_rng(6).random((6, 6))
+    np.savez(tmp_path / "preds" / "a.npz", amap=scores, features=np.zeros(3))
+    message = bad(tmp_path, tmp_path / "preds", tmp_path / "masks")
+    assert "a.npz holds 2 arrays (amap, features)" in message and "--npz-key" in message
+    document = json.loads(run(tmp_path / "preds", tmp_path / "masks", "--npz-key", "amap", "--format", "json").stdout)
+    assert document["rows"][0]["pixel_aupr"] == pytest.approx(
+        average_precision_score(mask.ravel() > 0, scores.ravel()), abs=1e-12)
