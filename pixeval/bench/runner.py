@@ -159,7 +159,8 @@ def pick_examples(samples: list[Any], images: list[np.ndarray], masks: list[np.n
     anomalous = [i for i, s in enumerate(samples) if s.label == 1]
     if count == 0 or not anomalous:
         return {}
-    picks = [anomalous[int(k)] for k in np.unique(np.linspace(0, len(anomalous) - 1, min(count, len(anomalous))).round())]
+    spread = np.unique(np.linspace(0, len(anomalous) - 1, min(count, len(anomalous))).round())
+    picks = [anomalous[int(k)] for k in spread]
     out: dict[str, list[np.ndarray]] = {"image": [], "mask": [], "map": [], "segmentation": [], "shape": []}
     for i in picks:
         segmentation = maps[i] >= threshold if np.isfinite(threshold) else np.zeros_like(masks[i])

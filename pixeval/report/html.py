@@ -50,10 +50,11 @@ def write_html(results: pd.DataFrame, out_dir: str | Path, *, metrics=DEFAULT_ME
             .sort_values(["dataset", "category", "detector", "seed"])
             [["run", "job", "detector", "dataset", "category", "seed"]])
     runs = sorted(set(results["run"]))
+    tables = render_tables(results, "table", metrics=metrics, primary=primary, per_category=True)
     parts = [f"<h1>pixeval report</h1><p>Runs: {', '.join(html.escape(r) for r in runs)}. "
              f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.</p>",
              "<h2>Ranking</h2>",
-             f"<pre>{html.escape(render_tables(results, 'table', metrics=metrics, primary=primary, per_category=True))}</pre>"]
+             f"<pre>{html.escape(tables)}</pre>"]
     for (dataset, category), group in jobs.groupby(["dataset", "category"], sort=True):
         first_seed = group.sort_values("seed").drop_duplicates("detector")
         title = html.escape(f"{dataset}/{category}")

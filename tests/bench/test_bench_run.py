@@ -150,8 +150,8 @@ def test_bad_input_is_a_clear_error_with_exit_code_2(tiny_mvtec, tmp_path, monke
 @pytest.mark.slow
 def test_a_killed_run_resumes_without_redoing_finished_jobs(tiny_mvtec, tmp_path, plugin_env):
     out = tmp_path / "run"
-    args = [sys.executable, "-c", "from pixeval.cli import main; main()", *bench_args(tiny_mvtec, out, "--param", "tiny_zscore.delay=0.1",
-                                                              "--param", "tiny_blur.delay=0.1")]
+    slow_down = ["--param", "tiny_zscore.delay=0.1", "--param", "tiny_blur.delay=0.1"]
+    args = [sys.executable, "-c", "from pixeval.cli import main; main()", *bench_args(tiny_mvtec, out, *slow_down)]
     process = subprocess.Popen(args, env=plugin_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while not any((out / "jobs").glob("*/result.json")):
@@ -202,7 +202,8 @@ def test_dask_cluster_results_land_in_the_same_store(tiny_mvtec, tmp_path, plugi
     run_bench(make_config({**base, "out": str(tmp_path / "local")}))
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                                   dashboard_address=None) as cluster:
-        summary = run_bench(make_config({**base, "out": str(tmp_path / "dask"), "scheduler": cluster.scheduler_address}))
+        config = make_config({**base, "out": str(tmp_path / "dask"), "scheduler": cluster.scheduler_address})
+        summary = run_bench(config)
         with distributed.Client(cluster) as client:
             worker_pids = set(client.run(os.getpid).values())
     assert len(summary.finished) == 4 and not summary.failed
