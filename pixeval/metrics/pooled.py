@@ -60,15 +60,22 @@ def image_level(images: list[ImagePixels], image_scores=None):
     return scores, labels
 
 
+def pooled_positives(images: list[ImagePixels]):
+    """All anomalous pixels' scores, their regions numbered across images, and region sizes."""
+    positives = [image.anomalous for image in images]
+    offsets = np.cumsum([0] + [p.n_regions for p in positives])
+    scores = np.concatenate([p.scores for p in positives])
+    regions = np.concatenate([p.regions + offset for p, offset in zip(positives, offsets)])
+    return scores, regions, np.concatenate([p.sizes for p in positives])
+
+
 def pooled_report(buffer: np.ndarray, images: list[ImagePixels], *, image_scores=None,
                   fpr_limit: float = 0.3, threshold: float | None = None) -> MetricReport:
     """The report of all images whose scores fill ``buffer``; ``buffer`` is sorted in place."""
-    positives = [image.anomalous for image in images]
-    pos_scores = np.concatenate([p.scores for p in positives])
-    pos_weights = np.concatenate([p.weights for p in positives])
-    n_regions = sum(p.n_regions for p in positives)
+    pos_scores, pos_regions, region_sizes = pooled_positives(images)
+    n_regions = region_sizes.size
     buffer.sort()
-    ranking = Ranking.from_sorted(buffer, pos_scores, pos_weights, n_regions)
+    ranking = Ranking.from_sorted(buffer, pos_scores, pos_regions, region_sizes)
     reason = ranking.degenerate_reason()
     if reason is not None:
         warn_degenerate("pixel metrics", reason)

@@ -19,26 +19,35 @@ _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 @dataclass(frozen=True)
 class AnomalousPixels:
-    """The anomalous pixels of one image: scores, weights ``1 / region size``, region count."""
+    """The anomalous pixels of one image and their regions.
+
+    Attributes:
+        scores: the anomalous pixels' scores.
+        regions: each pixel's region, numbered from 0 within the image (``int64``).
+        sizes: each region's pixel count (``int64``); a pixel's PRO weight is ``1 / size``.
+    """
 
     scores: np.ndarray
-    weights: np.ndarray
-    n_regions: int
+    regions: np.ndarray
+    sizes: np.ndarray
+
+    @property
+    def n_regions(self) -> int:
+        return int(self.sizes.size)
 
 
 def anomalous_pixels(score_map: np.ndarray, mask: np.ndarray) -> AnomalousPixels:
-    """Scores and PRO weights of the pixels where the boolean ``mask`` is set.
+    """Scores and regions of the pixels where the boolean ``mask`` is set.
 
     Labelling only looks at the bounding box of the anomalous pixels, and a mask without any
     needs no labelling at all. Pixels come out in row-major order of the bounding box.
     """
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
-        return AnomalousPixels(score_map[:0, :0].ravel(), np.zeros(0), 0)
+        return AnomalousPixels(score_map[:0, :0].ravel(), np.zeros(0, np.int64), np.zeros(0, np.int64))
     cols = np.flatnonzero(mask.any(axis=0))
     box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
     box_mask = mask[box]
-    labels, n_regions = ndimage.label(box_mask, structure=_EIGHT_CONNECTED)
-    pixel_labels = labels[box_mask]
-    sizes = np.bincount(pixel_labels)
-    return AnomalousPixels(score_map[box][box_mask], 1.0 / sizes[pixel_labels], int(n_regions))
+    labels, _ = ndimage.label(box_mask, structure=_EIGHT_CONNECTED)
+    regions = labels[box_mask].astype(np.int64) - 1
+    return AnomalousPixels(score_map[box][box_mask], regions, np.bincount(regions))

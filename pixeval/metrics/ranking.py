@@ -49,38 +49,31 @@ class Ranking:
     n_regions: int
 
     @classmethod
-    def from_sorted(cls, sorted_scores, pos_scores, pos_weights=None, n_regions=0) -> Ranking:
+    def from_sorted(cls, sorted_scores, pos_scores, pos_regions=None, region_sizes=None) -> Ranking:
         """Build from all scores sorted ascending and the anomalous pixels' scores (any order).
 
-        ``pos_scores`` must have the dtype of ``sorted_scores``; ``pos_weights`` are the
-        anomalous pixels' ``1 / region size`` (or None when regions do not apply).
+        ``pos_scores`` must have the dtype of ``sorted_scores``. ``pos_regions`` (each anomalous
+        pixel's region index) and ``region_sizes`` give the PRO weights; None when regions do
+        not apply.
         """
-        if pos_weights is None:
-            pos_sorted = np.sort(pos_scores)
-        else:
-            order = np.argsort(pos_scores, kind="stable")
-            pos_sorted = pos_scores[order]
-            pos_weights = np.asarray(pos_weights, dtype=np.float64)[order]
-        starts = np.flatnonzero(np.r_[True, pos_sorted[1:] != pos_sorted[:-1]]) if pos_sorted.size else np.zeros(0, np.intp)
-        values = pos_sorted[starts]
-        per_value = np.diff(np.r_[starts, pos_sorted.size]).astype(np.int64)
+        values, per_value, weight_per_value = group_by_score(pos_scores, pos_regions, region_sizes)
         below, at_or_below = _kernels.counts_below(sorted_scores, values)
         n = sorted_scores.size
         next_index = at_or_below[::-1]
         next_above = np.full(values.size, np.inf)
         has_next = next_index < n
         next_above[has_next] = sorted_scores[next_index[has_next]]
-        tp = np.cumsum(per_value[::-1])
+        per_value = per_value[::-1]
+        tp = np.cumsum(per_value)
         fp = (n - below[::-1]) - tp
-        fp_above = (n - at_or_below[::-1]) - (tp - per_value[::-1])
-        if pos_weights is not None and n_regions > 0:
-            weight_per_value = np.add.reduceat(pos_weights, starts)[::-1] if starts.size else np.zeros(0)
-            pro = np.minimum(np.cumsum(weight_per_value) / n_regions, 1.0)
+        fp_above = (n - at_or_below[::-1]) - (tp - per_value)
+        n_regions = 0 if region_sizes is None else int(region_sizes.size)
+        if n_regions:
+            pro = np.minimum(np.cumsum(weight_per_value[::-1]) / n_regions, 1.0)
         else:
             pro = np.zeros(values.size)
-        n_pos = int(pos_sorted.size)
-        return cls(values[::-1], tp, fp, fp_above, pro, next_above, n_pos, n - n_pos,
-                   int(n_regions))
+        n_pos = int(pos_scores.size)
+        return cls(values[::-1], tp, fp, fp_above, pro, next_above, n_pos, n - n_pos, n_regions)
 
     @classmethod
     def from_flat(cls, scores, labels) -> Ranking:
@@ -114,6 +107,48 @@ class Ranking:
         if self.n_regions == 0:
             aupro = np.nan
         return RankingSummary(auroc, ap, f1, float(self.values[best]), aupro)
+
+
+def _order_preserving_bits(scores: np.ndarray) -> np.ndarray:
+    """float32 scores as uint64 keys < 2**32 that sort like the scores (-0.0 counts as 0.0)."""
+    bits = (scores + np.float32(0)).view(np.uint32).astype(np.uint64)
+    negative = bits >= 0x80000000
+    return np.where(negative, bits ^ 0xFFFFFFFF, bits | 0x80000000)
+
+
+def _from_order_preserving_bits(keys: np.ndarray) -> np.ndarray:
+    keys = keys.astype(np.uint32)
+    positive = keys >= 0x80000000
+    return np.where(positive, keys & 0x7FFFFFFF, ~keys).view(np.float32)
+
+
+def group_by_score(scores, regions=None, region_sizes=None):
+    """Distinct ``scores`` ascending, the count at each, and the summed ``1 / region size`` at each.
+
+    The weights need the scores sorted together with the regions. For ``float32`` scores both
+    travel in one ``uint64`` key (score bits above, region index below) sorted with ``np.sort``,
+    which is several times faster than an ``argsort`` plus two gathers; ``float64`` scores take
+    the ``argsort``. The weight sums are None when ``regions`` is None.
+    """
+    weights = None
+    if regions is None:
+        ordered = np.sort(scores)
+    elif scores.dtype == np.float32:
+        keys = (_order_preserving_bits(scores) << np.uint64(32)) | regions.astype(np.uint64)
+        keys.sort()
+        ordered = _from_order_preserving_bits(keys >> np.uint64(32))
+        weights = 1.0 / region_sizes[(keys & np.uint64(0xFFFFFFFF)).astype(np.int64)]
+    else:
+        order = np.argsort(scores, kind="stable")
+        ordered = scores[order]
+        weights = 1.0 / region_sizes[regions[order]]
+    if ordered.size == 0:
+        empty = np.zeros(0, np.int64)
+        return ordered, empty, None if weights is None else np.zeros(0)
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    counts = np.diff(np.r_[starts, ordered.size]).astype(np.int64)
+    weight_sums = None if weights is None else np.add.reduceat(weights, starts)
+    return ordered[starts], counts, weight_sums
 
 
 @dataclass(frozen=True)
