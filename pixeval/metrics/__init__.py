@@ -9,16 +9,21 @@ the maps' maxima unless given. The metric core never imports torch, click or pan
 """
 
 from ._inputs import DegenerateInputWarning
-from .evaluate import evaluate
+from .accumulator import PixelAccumulator
+from .bootstrap import PairedComparison
+from .evaluate import evaluate, paired_bootstrap
 from .ranking import auroc, average_precision, f1_at_threshold, f1_max
 from .report import MetricReport
 
 __all__ = [
     "DegenerateInputWarning",
     "MetricReport",
+    "PairedComparison",
+    "PixelAccumulator",
     "auroc",
     "average_precision",
     "evaluate",
     "f1_at_threshold",
     "f1_max",
+    "paired_bootstrap",
 ]

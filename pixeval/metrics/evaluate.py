@@ -1,11 +1,11 @@
-"""``evaluate``: every metric of a set of score maps against their masks, in one call."""
+"""``evaluate``: every metric of a set of score maps against their masks, in one call; and
+``paired_bootstrap``: whether two detectors really differ on the same images."""
 
 from __future__ import annotations
 
-import numpy as np
-
-from ._inputs import as_image_list, check_fpr_limit, ranking_dtype
-from .pooled import extract, pooled_report
+from ._inputs import as_image_list, check_fpr_limit
+from .bootstrap import PairedComparison, check_bootstrap_args, compare, draw_multiplicities
+from .pooled import analyse, collect, pooled_report
 from .report import MetricReport
 
 
@@ -30,19 +30,57 @@ def evaluate(score_maps, masks, image_scores=None, *, fpr_limit: float = 0.3,
         A :class:`MetricReport`. Invalid input raises ``ValueError`` naming the image; a metric
         undefined on the data (e.g. no anomalous pixel) is NaN with a warning.
 
-    Memory: one copy of the scores (sorted in place), plus the anomalous pixels' data.
+    Memory: one copy of the scores (sorted in place), plus the anomalous pixels' data (and,
+    with ``bootstrap``, each image's counts per score cell; see :mod:`.bootstrap`).
     """
     fpr_limit = check_fpr_limit(fpr_limit)
-    maps = as_image_list(score_maps, "score_maps")
+    buffer, images, chunks = collect(score_maps, masks)
+    return pooled_report(buffer, images, chunks, image_scores=image_scores, fpr_limit=fpr_limit,
+                         threshold=threshold, bootstrap=bootstrap, confidence=confidence,
+                         seed=seed)
+
+
+def paired_bootstrap(score_maps_a, score_maps_b, masks, *, image_scores_a=None,
+                     image_scores_b=None, n_resamples: int = 1000, confidence: float = 0.95,
+                     seed: int = 0, fpr_limit: float = 0.3, threshold: float | None = None,
+                     metrics=None) -> dict[str, PairedComparison]:
+    """Compare two detectors' maps on the same images: difference, interval, p-value per metric.
+
+    Both detectors are scored on the *same* bootstrap resamples of the images, so the interval
+    of ``metric(A) - metric(B)`` accounts for the images both share (a paired test). See
+    :class:`~pixeval.metrics.bootstrap.PairedComparison` for the p-value.
+
+    Args:
+        score_maps_a, score_maps_b: the two detectors' maps for the same images, in the same order.
+        masks: the images' ground truth.
+        image_scores_a, image_scores_b: optional image scores (default: each map's maximum).
+        n_resamples, confidence, seed: the bootstrap.
+        fpr_limit, threshold: as in :func:`evaluate`.
+        metrics: names to compare (default: every metric with an interval, see
+            :data:`~pixeval.metrics.report.INTERVAL_METRICS`).
+
+    Returns:
+        ``{metric name: PairedComparison}``.
+    """
+    fpr_limit = check_fpr_limit(fpr_limit)
+    check_bootstrap_args(n_resamples, confidence)
+    if n_resamples < 1:
+        raise ValueError("paired_bootstrap needs n_resamples >= 1")
     mask_list = as_image_list(masks, "masks")
-    if len(maps) != len(mask_list):
-        raise ValueError(f"got {len(maps)} score maps but {len(mask_list)} masks")
-    buffer = np.empty(sum(m.size for m in maps), dtype=ranking_dtype([m.dtype for m in maps]))
-    images = []
-    offset = 0
-    for index, (score_map, mask) in enumerate(zip(maps, mask_list)):
-        chunk = buffer[offset:offset + score_map.size]
-        images.append(extract(index, score_map, np.asarray(mask), buffer.dtype, chunk))
-        offset += score_map.size
-    return pooled_report(buffer, images, image_scores=image_scores, fpr_limit=fpr_limit,
-                         threshold=threshold)
+    results = []
+    for maps, image_scores in ((score_maps_a, image_scores_a), (score_maps_b, image_scores_b)):
+        buffer, images, chunks = collect(maps, mask_list)
+        report, resample_set = analyse(buffer, images, chunks, image_scores=image_scores,
+                                       fpr_limit=fpr_limit, threshold=threshold, resample=True)
+        del buffer, chunks
+        results.append((report, resample_set))
+    (report_a, set_a), (report_b, set_b) = results
+    multiplicities = draw_multiplicities(set_a.n_images, n_resamples, seed)
+    samples_a = set_a.metrics(multiplicities, fpr_limit)
+    samples_b = set_b.metrics(multiplicities, fpr_limit)
+    names = list(samples_a) if metrics is None else list(metrics)
+    unknown = [name for name in names if name not in samples_a]
+    if unknown:
+        raise ValueError(f"metrics: unknown or unavailable {unknown}; choose from {list(samples_a)}")
+    return {name: compare(name, getattr(report_a, name), getattr(report_b, name),
+                          samples_a[name], samples_b[name], confidence) for name in names}

@@ -56,24 +56,38 @@ class Ranking:
         pixel's region index) and ``region_sizes`` give the PRO weights; None when regions do
         not apply.
         """
-        values, per_value, weight_per_value = group_by_score(pos_scores, pos_regions, region_sizes)
+        groups = group_by_score(pos_scores, pos_regions, region_sizes)
+        n_regions = 0 if region_sizes is None else int(region_sizes.size)
+        return cls.from_groups(sorted_scores, *groups, n_regions)
+
+    @classmethod
+    def from_groups(cls, sorted_scores, values, per_value, weight_per_value, n_regions) -> Ranking:
+        """Build from all scores sorted ascending and :func:`group_by_score`'s output."""
         below, at_or_below = _kernels.counts_below(sorted_scores, values)
         n = sorted_scores.size
-        next_index = at_or_below[::-1]
         next_above = np.full(values.size, np.inf)
-        has_next = next_index < n
-        next_above[has_next] = sorted_scores[next_index[has_next]]
+        has_next = at_or_below < n
+        next_above[has_next] = sorted_scores[at_or_below[has_next]]
+        return cls.from_counts(values, per_value, weight_per_value, n_regions, below,
+                               at_or_below, n, next_above)
+
+    @classmethod
+    def from_counts(cls, values, per_value, weight_per_value, n_regions, below, at_or_below,
+                    n, next_above) -> Ranking:
+        """Build from per-value data in *ascending* order of the values: anomalous pixel count
+        and summed weights at each value, counts of all pixels ``< v`` and ``<= v``, the total
+        ``n`` and the next score above each value."""
         per_value = per_value[::-1]
         tp = np.cumsum(per_value)
         fp = (n - below[::-1]) - tp
         fp_above = (n - at_or_below[::-1]) - (tp - per_value)
-        n_regions = 0 if region_sizes is None else int(region_sizes.size)
         if n_regions:
             pro = np.minimum(np.cumsum(weight_per_value[::-1]) / n_regions, 1.0)
         else:
             pro = np.zeros(values.size)
-        n_pos = int(pos_scores.size)
-        return cls(values[::-1], tp, fp, fp_above, pro, next_above, n_pos, n - n_pos, n_regions)
+        n_pos = int(tp[-1]) if tp.size else 0
+        return cls(values[::-1], tp, fp, fp_above, pro, next_above[::-1], n_pos, n - n_pos,
+                   int(n_regions))
 
     @classmethod
     def from_flat(cls, scores, labels) -> Ranking:

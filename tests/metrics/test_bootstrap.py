@@ -1,0 +1,62 @@
+"""Bootstrap over images: each resample equals evaluate() on the resampled image list."""
+
+import numpy as np
+import pytest
+
+from pixeval.metrics import evaluate, paired_bootstrap
+from pixeval.metrics.bootstrap import draw_multiplicities
+from pixeval.metrics.pooled import analyse, collect
+
+from test_evaluate import make_set, quiet_evaluate
+
+
+@pytest.mark.parametrize("levels,dtype", [(8, np.float32), (0, np.float64)])
+def test_each_resample_equals_evaluate_on_the_resampled_images(levels, dtype):
+    maps, masks = make_set(30, n_images=9, levels=levels, dtype=dtype)
+    image_scores = maps.mean(axis=(1, 2))
+    buffer, images, chunks = collect(maps, masks)
+    _, resample_set = analyse(buffer, images, chunks, image_scores=image_scores,
+                              fpr_limit=0.2, threshold=0.6, resample=True)
+    multiplicities = draw_multiplicities(len(maps), 12, seed=5)
+    samples = resample_set.metrics(multiplicities, 0.2)
+    for b, row in enumerate(multiplicities):
+        chosen = np.repeat(np.arange(len(maps)), row)
+        expected = quiet_evaluate(maps[chosen], masks[chosen], image_scores[chosen],
+                                  fpr_limit=0.2, threshold=0.6)
+        for name, values in samples.items():
+            assert values[b] == pytest.approx(getattr(expected, name), abs=1e-12, nan_ok=True), name
+
+
+def test_multiplicities_are_seeded_and_sum_to_n():
+    first = draw_multiplicities(7, 50, seed=3)
+    assert (first.sum(axis=1) == 7).all()
+    np.testing.assert_array_equal(first, draw_multiplicities(7, 50, seed=3))
+    assert not np.array_equal(first, draw_multiplicities(7, 50, seed=4))
+
+
+def test_intervals_contain_the_estimate_and_are_reproducible():
+    maps, masks = make_set(31, n_images=12)
+    report = evaluate(maps, masks, bootstrap=300, seed=1)
+    assert report.bootstrap_resamples == 300 and report.confidence == 0.95
+    for name in ("pixel_auroc", "pixel_aupr", "pixel_f1_max", "pixel_aupro"):
+        low, high = report.intervals[name]
+        assert low <= getattr(report, name) <= high
+        assert low < high
+    assert evaluate(maps, masks, bootstrap=300, seed=1).intervals == report.intervals
+    flat = report.to_dict()
+    assert flat["pixel_aupr_ci_low"] == report.intervals["pixel_aupr"][0]
+
+
+def test_paired_bootstrap():
+    maps, masks = make_set(32, n_images=16)
+    noisy = maps + np.random.default_rng(0).normal(0, 0.5, maps.shape)
+    result = paired_bootstrap(maps, noisy, masks, n_resamples=200)
+    aupr = result["pixel_aupr"]
+    assert aupr.value_a == evaluate(maps, masks).pixel_aupr
+    assert aupr.difference == pytest.approx(aupr.value_a - aupr.value_b)
+    assert aupr.ci_low > 0 and aupr.p_value < 0.05
+    same = paired_bootstrap(maps, maps, masks, n_resamples=200, metrics=["pixel_aupro"])
+    assert list(same) == ["pixel_aupro"]
+    assert same["pixel_aupro"].difference == 0 and same["pixel_aupro"].p_value == 1.0
+    with pytest.raises(ValueError, match="unknown"):
+        paired_bootstrap(maps, maps, masks, n_resamples=5, metrics=["nope"])
