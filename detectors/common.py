@@ -34,7 +34,8 @@ class BackboneParams(BaseParams):
                                       "default ImageNet weights.")
     resolution: int = param(256, "Images are resized to resolution × resolution pixels before the backbone.",
                             min=32, max=4096)
-    batch_size: int = param(8, "Images per backbone forward pass (memory, not results).", min=1)
+    batch_size: int = param(8, "Images per backbone forward pass: memory and speed (results differ only by "
+                               "float rounding).", min=1)
 
 
 class BackboneDetector(Detector):
