@@ -86,7 +86,7 @@ class RunStore:
         target = self.job_dir(job)
         tmp = self.jobs_dir / f".tmp-{job.key}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir(parents=True)
-        record = {"job": dataclasses.asdict(job), "params_hash": job.params_hash,
+        record = {"key": job.key, "job": dataclasses.asdict(job), "params_hash": job.params_hash,
                   "metrics": result.metrics, "meta": result.meta,
                   "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         (tmp / "result.json").write_text(json.dumps(record, indent=1, default=_json_default))
@@ -131,7 +131,7 @@ class RunStore:
                       "predict_seconds": meta["predict_seconds"], "peak_memory_mb": meta["peak_memory_mb"],
                       "n_train": meta["n_train"], "n_test": meta["n_test"],
                       "versions": json.dumps(meta["versions"], sort_keys=True), "dataset_spec": job["dataset"],
-                      "finished": record["finished"], "job": _key(job), "run": str(self.root)}
+                      "finished": record["finished"], "job": record["key"], "run": str(self.root)}
             rows.extend({**common, "metric": metric, "value": value} for metric, value in record["metrics"].items())
         return pd.DataFrame(rows, columns=KEY_COLUMNS + META_COLUMNS)
 
@@ -176,14 +176,6 @@ def load_job_arrays(run: str | Path, job_key: str, kind: str) -> dict[str, np.nd
         return {}
     with np.load(path) as data:
         return {name: data[name] for name in data.files}
-
-
-def _key(job_record: dict) -> str:
-    fields = {f.name for f in dataclasses.fields(Job)}
-    values = {k: v for k, v in job_record.items() if k in fields}
-    values["params"] = tuple(tuple(p) for p in values["params"])
-    values["imports"] = tuple(values["imports"])
-    return Job(**values).key
 
 
 def _swap_into_place(tmp: Path, target: Path) -> None:
