@@ -11,7 +11,8 @@ the maps' maxima unless given. The metric core never imports torch, click or pan
 from ._inputs import DegenerateInputWarning
 from .accumulator import PixelAccumulator
 from .bootstrap import PairedComparison
-from .evaluate import evaluate, paired_bootstrap
+from .curves import precision_recall_curve, pro_curve, roc_curve
+from .evaluate import aupro, evaluate, paired_bootstrap
 from .ranking import auroc, average_precision, f1_at_threshold, f1_max
 from .report import MetricReport
 
@@ -20,10 +21,14 @@ __all__ = [
     "MetricReport",
     "PairedComparison",
     "PixelAccumulator",
+    "aupro",
     "auroc",
     "average_precision",
     "evaluate",
     "f1_at_threshold",
     "f1_max",
     "paired_bootstrap",
+    "precision_recall_curve",
+    "pro_curve",
+    "roc_curve",
 ]

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from ._inputs import as_image_list, check_fpr_limit
+from ._inputs import as_image_list, check_fpr_limit, warn_degenerate
 from .bootstrap import PairedComparison, check_bootstrap_args, compare, draw_multiplicities
-from .pooled import analyse, collect, pooled_report
+from .pooled import analyse, collect, pixel_ranking, pooled_report
 from .report import MetricReport
 
 
@@ -38,6 +38,24 @@ def evaluate(score_maps, masks, image_scores=None, *, fpr_limit: float = 0.3,
     return pooled_report(buffer, images, chunks, image_scores=image_scores, fpr_limit=fpr_limit,
                          threshold=threshold, bootstrap=bootstrap, confidence=confidence,
                          seed=seed)
+
+
+def aupro(score_maps, masks, fpr_limit: float = 0.3) -> float:
+    """AUPRO up to ``fpr_limit``, normalised by the limit: the MVTec AD algorithm.
+
+    Regions are the 8-connected components of each mask; a pixel of a region carries weight
+    ``1 / (region size * number of regions in the set)``; PRO(t) sums the weights of pixels with
+    ``score >= t`` and FPR(t) is over all normal pixels of all images (defect-free images only
+    add normal pixels). The curve starts at (0, 0), ties move together, PRO is linearly
+    interpolated at FPR = ``fpr_limit``; the trapezoid area is divided by the limit.
+    NaN (with a warning) without anomalous or without normal pixels.
+    """
+    fpr_limit = check_fpr_limit(fpr_limit)
+    ranking = pixel_ranking(score_maps, masks)
+    reason = ranking.degenerate_reason()
+    if reason is not None:
+        warn_degenerate("AUPRO", reason)
+    return float(ranking.summary(fpr_limit).aupro)
 
 
 def paired_bootstrap(score_maps_a, score_maps_b, masks, *, image_scores_a=None,

@@ -90,6 +90,14 @@ def collect(score_maps, masks) -> tuple[np.ndarray, list[ImagePixels], list[np.n
     return buffer, images, chunks
 
 
+def pixel_ranking(score_maps, masks) -> Ranking:
+    """The pooled pixel :class:`Ranking` of score maps against masks (regions included)."""
+    buffer, images, _ = collect(score_maps, masks)
+    pos_scores, pos_regions, region_sizes = pooled_positives(images)
+    buffer.sort()
+    return Ranking.from_sorted(buffer, pos_scores, pos_regions, region_sizes)
+
+
 def analyse(buffer: np.ndarray, images: list[ImagePixels], chunks: list[np.ndarray], *,
             image_scores=None, fpr_limit: float = 0.3, threshold: float | None = None,
             resample: bool = False) -> tuple[MetricReport, ResampleSet | None]:

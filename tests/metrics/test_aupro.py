@@ -98,3 +98,9 @@ def test_equals_mvtec_reference(seed, n_images, size, levels, density, limit):
         masks[0][0, 0] = False
     expected = reference.aupro(maps, masks, limit)
     assert _aupro(maps, masks, limit) == pytest.approx(expected, abs=1e-9)
+
+
+def test_functional_aupro_matches_evaluate():
+    from pixeval.metrics import aupro
+    scores, mask = SEVERAL
+    assert aupro([scores], [mask], 0.25) == _aupro([scores], [mask], 0.25)

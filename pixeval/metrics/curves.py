@@ -1,0 +1,104 @@
+"""ROC, precision-recall and PRO curves for plotting, optionally thinned to a bounded size.
+
+Each curve is exact: its vertices are the points where it changes direction (two per distinct
+anomalous score at most: just above the tie group and at it), so linear interpolation between
+them reproduces the full curve over every threshold. Thinning (``max_points``) keeps evenly
+spaced vertices including both ends; it is for plotting only, so compute areas with the metric
+functions, never from a thinned curve. On a degenerate input (one class only) the curves are
+empty, with a :class:`~pixeval.metrics.DegenerateInputWarning`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._inputs import warn_degenerate
+from .pooled import pixel_ranking
+from .ranking import Ranking
+
+
+def thin(max_points: int | None, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """At most ``max_points`` evenly spaced entries of the parallel ``arrays``, ends kept."""
+    size = arrays[0].size
+    if max_points is None or size <= max_points:
+        return arrays
+    if max_points < 2:
+        raise ValueError(f"max_points must be at least 2, got {max_points}")
+    keep = np.unique(np.round(np.linspace(0, size - 1, max_points)).astype(np.int64))
+    return tuple(a[keep] for a in arrays)
+
+
+def _vertices(ranking: Ranking, y_at: np.ndarray, x_total: float, y_end: float):
+    """Vertices (x, y, threshold) of a curve with x = normal pixels >= t and y = ``y_at``.
+
+    Starts at (0, 0) (threshold inf), ends at (x_total, y_end) (threshold -inf: everything);
+    repeated consecutive points are dropped.
+    """
+    k = ranking.values.size
+    x = np.empty(2 * k + 2)
+    y = np.empty(2 * k + 2)
+    thresholds = np.empty(2 * k + 2)
+    x[0], y[0], thresholds[0] = 0.0, 0.0, np.inf
+    x[1:-1:2] = ranking.fp_above
+    y[1:-1:2] = np.r_[0.0, y_at[:-1]]
+    thresholds[1:-1:2] = ranking.next_above
+    x[2:-1:2] = ranking.fp
+    y[2:-1:2] = y_at
+    thresholds[2:-1:2] = ranking.values
+    x[-1], y[-1], thresholds[-1] = x_total, y_end, -np.inf
+    repeated = np.r_[False, (x[1:] == x[:-1]) & (y[1:] == y[:-1])]
+    return x[~repeated], y[~repeated], thresholds[~repeated]
+
+
+def _checked(ranking: Ranking) -> bool:
+    reason = ranking.degenerate_reason()
+    if reason is not None:
+        warn_degenerate("curves (empty)", reason)
+        return False
+    return True
+
+
+def _empty():
+    return np.zeros(0), np.zeros(0), np.zeros(0)
+
+
+def roc_curve(scores, labels, max_points: int | None = None):
+    """``(fpr, tpr, thresholds)``: the exact ROC curve's vertices, thresholds descending.
+
+    A point at threshold t has pixels ``score >= t`` predicted anomalous; the first point is
+    (0, 0) at ``inf``, the last (1, 1) at ``-inf``. Its trapezoid area is :func:`auroc`.
+    """
+    ranking = Ranking.from_flat(scores, labels)
+    if not _checked(ranking):
+        return _empty()
+    x, y, thresholds = _vertices(ranking, ranking.tp.astype(np.float64), ranking.n_neg,
+                                 ranking.n_pos)
+    return thin(max_points, x / ranking.n_neg, y / ranking.n_pos, thresholds)
+
+
+def precision_recall_curve(scores, labels, max_points: int | None = None):
+    """``(precision, recall, thresholds)`` at each distinct anomalous score, descending.
+
+    These are the points where recall changes; :func:`average_precision` is
+    ``sum (R_n - R_{n-1}) P_n`` over them (starting from recall 0).
+    """
+    ranking = Ranking.from_flat(scores, labels)
+    if not _checked(ranking):
+        return _empty()
+    precision = ranking.tp / (ranking.tp + ranking.fp)
+    recall = ranking.tp / ranking.n_pos
+    return thin(max_points, precision, recall, ranking.values.astype(np.float64))
+
+
+def pro_curve(score_maps, masks, max_points: int | None = None):
+    """``(fpr, pro, thresholds)``: the exact MVTec AD PRO curve's vertices, thresholds descending.
+
+    FPR is over all normal pixels of all images; PRO is the mean over all regions (8-connected
+    components of each mask) of the fraction of the region with ``score >= t``. Starts at
+    (0, 0) (``inf``) and ends at FPR 1 (``-inf``). AUPRO is in :func:`evaluate`.
+    """
+    ranking = pixel_ranking(score_maps, masks)
+    if not _checked(ranking):
+        return _empty()
+    x, y, thresholds = _vertices(ranking, ranking.pro, ranking.n_neg, ranking.pro[-1])
+    return thin(max_points, x / ranking.n_neg, y, thresholds)
