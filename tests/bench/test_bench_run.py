@@ -211,3 +211,11 @@ def test_dask_cluster_results_land_in_the_same_store(tiny_mvtec, tmp_path, plugi
     assert {_job_pid(p) for p in (tmp_path / "dask").glob("jobs/*/result.json")} <= worker_pids
     pd.testing.assert_frame_equal(_results_without_timing(tmp_path / "local"),
                                   _results_without_timing(tmp_path / "dask"))
+
+
+def test_progress_shows_the_grid_and_the_detectors_phases(tiny_mvtec, tmp_path, capsys):
+    run_bench(make_config({"data": f"mvtec:{tiny_mvtec}", "detectors": "tiny_zscore", "categories": "tiles",
+                           "out": str(tmp_path)}), progress=True)
+    err = capsys.readouterr().err
+    assert "jobs: 100%" in err and "1/1" in err
+    assert "predict: 100%" in err and "10/10" in err  # fed by the detector's progress callback
