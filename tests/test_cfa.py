@@ -112,6 +112,7 @@ def test_distances_are_squared_euclidean():
     assert torch.allclose(squared_distances(phi, bank), ref, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss_and_learns_the_radius():
     rng = np.random.default_rng(3)
     feats = torch.from_numpy(rng.normal(size=(8, 6, 6, 6)).astype(np.float16))
@@ -144,6 +145,7 @@ def test_presets_fill_only_unset_values_and_are_recorded():
     assert get_detector("cfa") is CFA
 
 
+@pytest.mark.slow
 def test_fit_predict_is_deterministic_and_round_trips(tmp_path):
     images = _images(6)
     params = dict(backbone="tiny", resolution=32, epochs=2, gamma_c=2, seed=5)
@@ -163,6 +165,7 @@ def test_fit_predict_is_deterministic_and_round_trips(tmp_path):
         CFA(**params).predict(images)
 
 
+@pytest.mark.slow
 def test_an_anomaly_scores_higher_than_normal_texture():
     images = _images(8, shape=(48, 48))
     det = CFA(backbone="tiny", resolution=48, epochs=3, gamma_c=1, sigma=1.0).fit(images)
