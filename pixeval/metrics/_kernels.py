@@ -4,16 +4,8 @@ Kernels take plain arrays and scalars only and do no validation: the callers in
 :mod:`pixeval.metrics.ranking` and :mod:`pixeval.metrics.bootstrap` check their inputs first.
 Every kernel is compiled with ``cache=True``, so the compile cost is paid once per machine.
 
-Vocabulary shared by the kernels. The *values* are the distinct scores of the anomalous pixels
-(the only thresholds at which any curve changes direction). For value ``v_k``, in descending
-order of ``v`` (``k = 0`` is the highest value):
-
-* ``tp[k]``: anomalous pixels with score >= v_k;
-* ``fp[k]``: normal pixels with score >= v_k;
-* ``fp_above[k]``: normal pixels with score > v_k;
-* ``pro[k]``: PRO at threshold v_k, i.e. the summed region weights of pixels with score >= v_k.
-
-Counts are ``int64`` throughout.
+The *values* are the distinct scores of the anomalous pixels, ascending: the only thresholds at
+which any curve changes direction. Counts are ``int64`` throughout.
 """
 
 from __future__ import annotations
@@ -68,57 +60,73 @@ def counts_below(sorted_scores, values):
 
 
 @njit(cache=True)
-def summarise(tp, fp, fp_above, pro, n_pos, n_neg, fpr_limit):
-    """AUROC, AP, F1-max (and its index into the values) and AUPRO from the per-value counts.
+def summarise(per_value, weight_per_value, below, at_or_below, n, n_regions, fpr_limit):
+    """AUROC, AP, F1-max (and the index of its value) and AUPRO from the per-value counts.
 
-    The ROC curve visits, for each value v_k in descending order, the point
-    ``(fp_above[k], tp[k-1])`` (horizontal move: only normal pixels lie strictly between two
-    values) and then ``(fp[k], tp[k])`` (the tie group at v_k, moved together); it ends at
-    ``(n_neg, n_pos)``. Its trapezoid area is accumulated exactly in integers (twice the area, so
-    the halves of diagonal segments stay integral).
+    Inputs are in ascending order of the values: anomalous pixels at each value, their summed
+    region weights (read only when ``n_regions > 0``), and counts of all pixels ``< v`` and
+    ``<= v`` out of ``n``. The sweep goes down from the highest value, deriving
+    ``tp`` (anomalous >= v), ``fp`` (normal >= v), ``fp_above`` (normal > v) and PRO(v).
 
-    AP is ``sum_k (R_k - R_{k-1}) P_k`` with ``P_k = tp[k] / (tp[k] + fp[k])``. F1 at v_k is
-    ``2 tp / (tp + fp + n_pos)``; the maximum is attained at a value because, for a fixed set
-    of detected anomalous pixels, the highest threshold keeping them has the fewest false
-    positives. Ties in F1 keep the highest threshold.
+    The ROC curve visits, for each value in descending order, the point
+    ``(fp_above, tp of the previous value)`` (horizontal move: only normal pixels lie strictly
+    between two values) and then ``(fp, tp)`` (the tie group at the value, moved together); it
+    ends at ``(n_neg, n_pos)``. Its trapezoid area is accumulated exactly in integers (twice the
+    area, so the halves of diagonal segments stay integral).
 
-    The PRO curve starts at (0, 0) and visits ``(fp_above[k] / n_neg, pro[k-1])`` and
-    ``(fp[k] / n_neg, pro[k])`` for each value, then (1, pro[-1]) and (1, 1), exactly the
+    AP is ``sum (R_k - R_{k-1}) P_k`` with ``P_k = tp / (tp + fp)``. F1 at a value is
+    ``2 tp / (tp + fp + n_pos)``; the maximum over all thresholds is attained at a value because,
+    for a fixed set of detected anomalous pixels, the highest threshold keeping them has the
+    fewest false positives. Ties in F1 keep the highest threshold.
+
+    The PRO curve starts at (0, 0) and visits ``(fp_above / n_neg, PRO of the previous value)``
+    and ``(fp / n_neg, PRO)`` for each value, then (1, last PRO) and (1, 1): exactly the
     vertices of the MVTec AD curve (the points left out lie on horizontal segments). The area up
     to ``fpr_limit`` is the trapezoid over the points with FPR <= limit plus the piece up to the
     limit with PRO linearly interpolated there, divided by the limit.
     """
-    k_total = tp.size
+    k_total = per_value.size
+    n_pos = np.int64(0)
+    for k in range(k_total):
+        n_pos += per_value[k]
+    n_neg = n - n_pos
     area2 = np.int64(0)
     ap = 0.0
     best_f1 = -1.0
     best_k = -1
     prev_tp = np.int64(0)
     prev_fp = np.int64(0)
+    weight_sum = 0.0
     prev_pro = 0.0
     # PRO trapezoid state: last vertex kept, area so far, whether the limit was passed
     last_x, last_y, pro_area, done = 0.0, 0.0, 0.0, False
-    for k in range(k_total):
-        area2 += 2 * (fp_above[k] - prev_fp) * prev_tp
-        area2 += (fp[k] - fp_above[k]) * (prev_tp + tp[k])
-        gained = tp[k] - prev_tp
-        if gained > 0:
-            ap += gained * (tp[k] / (tp[k] + fp[k]))
-        f1 = 2.0 * tp[k] / (tp[k] + fp[k] + n_pos)
+    for k in range(k_total - 1, -1, -1):
+        tp = prev_tp + per_value[k]
+        fp = (n - below[k]) - tp
+        fp_above = (n - at_or_below[k]) - prev_tp
+        area2 += 2 * (fp_above - prev_fp) * prev_tp
+        area2 += (fp - fp_above) * (prev_tp + tp)
+        if per_value[k] > 0:
+            ap += per_value[k] * (tp / (tp + fp))
+        f1 = 2.0 * tp / (tp + fp + n_pos)
         if f1 > best_f1:
             best_f1 = f1
             best_k = k
+        pro = 0.0
+        if n_regions > 0:
+            weight_sum += weight_per_value[k]
+            pro = min(weight_sum / n_regions, 1.0)
         if not done:
             last_x, last_y, pro_area, done = _trapezoid_step(
-                last_x, last_y, pro_area, fp_above[k] / n_neg, prev_pro, fpr_limit
+                last_x, last_y, pro_area, fp_above / n_neg, prev_pro, fpr_limit
             )
         if not done:
             last_x, last_y, pro_area, done = _trapezoid_step(
-                last_x, last_y, pro_area, fp[k] / n_neg, pro[k], fpr_limit
+                last_x, last_y, pro_area, fp / n_neg, pro, fpr_limit
             )
-        prev_tp = tp[k]
-        prev_fp = fp[k]
-        prev_pro = pro[k]
+        prev_tp = tp
+        prev_fp = fp
+        prev_pro = pro
     if not done:
         last_x, last_y, pro_area, done = _trapezoid_step(
             last_x, last_y, pro_area, 1.0, prev_pro, fpr_limit
@@ -170,10 +178,8 @@ def resampled_summaries(multiplicities, neg_ptr, neg_cell, neg_count, pos_ptr, p
     cells = np.zeros(2 * n_values + 1, np.int64)
     pos_count = np.zeros(n_values, np.int64)
     pos_sum = np.zeros(n_values)
-    tp = np.empty(n_values, np.int64)
-    fp = np.empty(n_values, np.int64)
-    fp_above = np.empty(n_values, np.int64)
-    pro = np.empty(n_values)
+    below = np.empty(n_values, np.int64)
+    at_or_below = np.empty(n_values, np.int64)
     for b in range(n_resamples):
         cells[:] = 0
         pos_count[:] = 0
@@ -195,20 +201,14 @@ def resampled_summaries(multiplicities, neg_ptr, neg_cell, neg_count, pos_ptr, p
             n_regions += m * regions[j]
         if n_pos == 0 or n_neg == 0:
             continue
-        running_fp = cells[2 * n_values]
-        running_tp = np.int64(0)
-        running_sum = 0.0
-        for i in range(n_values):
-            k = n_values - 1 - i
-            fp_above[i] = running_fp
-            running_fp += cells[2 * k + 1]
-            fp[i] = running_fp
-            running_fp += cells[2 * k]
-            running_tp += pos_count[k]
-            tp[i] = running_tp
-            running_sum += pos_sum[k]
-            pro[i] = min(running_sum / n_regions, 1.0) if n_regions > 0 else 0.0
-        auroc, ap, f1, _, aupro = summarise(tp, fp, fp_above, pro, n_pos, n_neg, fpr_limit)
+        running = np.int64(0)  # all pixels below the current cell
+        for k in range(n_values):
+            running += cells[2 * k]
+            below[k] = running
+            running += cells[2 * k + 1] + pos_count[k]
+            at_or_below[k] = running
+        auroc, ap, f1, _, aupro = summarise(pos_count, pos_sum, below, at_or_below,
+                                            n_pos + n_neg, n_regions, fpr_limit)
         out[b, 0] = auroc
         out[b, 1] = ap
         out[b, 2] = f1

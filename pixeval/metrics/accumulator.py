@@ -133,14 +133,9 @@ class PixelAccumulator:
         edges = low + np.arange(self.bins + 1) * ((high - low) / self.bins)
         occupied = np.flatnonzero(self._pos)
         cumulative = np.concatenate([[0], np.cumsum(self._all)])
-        nonempty = np.flatnonzero(self._all)
-        following = np.searchsorted(nonempty, occupied, side="right")
-        next_above = np.full(occupied.size, np.inf)
-        has_next = following < nonempty.size
-        next_above[has_next] = edges[nonempty[following[has_next]]]
-        ranking = Ranking.from_counts(
-            edges[occupied], self._pos[occupied], self._weight[occupied], self._n_regions,
-            cumulative[occupied], cumulative[occupied + 1], int(cumulative[-1]), next_above)
+        ranking = Ranking(edges[occupied], self._pos[occupied], self._weight[occupied],
+                          cumulative[occupied], cumulative[occupied + 1], int(cumulative[-1]),
+                          self._n_regions)
         counts = None
         if threshold is not None:
             first = int(self._bin(np.array([threshold]))[0])

@@ -41,10 +41,10 @@ def _vertices(ranking: Ranking, y_at: np.ndarray, x_total: float, y_end: float):
     x[0], y[0], thresholds[0] = 0.0, 0.0, np.inf
     x[1:-1:2] = ranking.fp_above
     y[1:-1:2] = np.r_[0.0, y_at[:-1]]
-    thresholds[1:-1:2] = ranking.next_above
+    thresholds[1:-1:2] = ranking.next_above[::-1]
     x[2:-1:2] = ranking.fp
     y[2:-1:2] = y_at
-    thresholds[2:-1:2] = ranking.values
+    thresholds[2:-1:2] = ranking.values[::-1]
     x[-1], y[-1], thresholds[-1] = x_total, y_end, -np.inf
     repeated = np.r_[False, (x[1:] == x[:-1]) & (y[1:] == y[:-1])]
     return x[~repeated], y[~repeated], thresholds[~repeated]
@@ -68,7 +68,7 @@ def roc_curve(scores, labels, max_points: int | None = None):
     A point at threshold t has pixels ``score >= t`` predicted anomalous; the first point is
     (0, 0) at ``inf``, the last (1, 1) at ``-inf``. Its trapezoid area is :func:`auroc`.
     """
-    ranking = Ranking.from_flat(scores, labels)
+    ranking = Ranking.from_flat(scores, labels, keep_next_above=True)
     if not _checked(ranking):
         return _empty()
     x, y, thresholds = _vertices(ranking, ranking.tp.astype(np.float64), ranking.n_neg,
@@ -85,9 +85,9 @@ def precision_recall_curve(scores, labels, max_points: int | None = None):
     ranking = Ranking.from_flat(scores, labels)
     if not _checked(ranking):
         return _empty()
-    precision = ranking.tp / (ranking.tp + ranking.fp)
-    recall = ranking.tp / ranking.n_pos
-    return thin(max_points, precision, recall, ranking.values.astype(np.float64))
+    tp = ranking.tp
+    precision = tp / (tp + ranking.fp)
+    return thin(max_points, precision, tp / ranking.n_pos, ranking.values[::-1].astype(np.float64))
 
 
 def pro_curve(score_maps, masks, max_points: int | None = None):
@@ -97,8 +97,9 @@ def pro_curve(score_maps, masks, max_points: int | None = None):
     components of each mask) of the fraction of the region with ``score >= t``. Starts at
     (0, 0) (``inf``) and ends at FPR 1 (``-inf``). AUPRO is in :func:`evaluate`.
     """
-    ranking = pixel_ranking(score_maps, masks)
+    ranking = pixel_ranking(score_maps, masks, keep_next_above=True)
     if not _checked(ranking):
         return _empty()
-    x, y, thresholds = _vertices(ranking, ranking.pro, ranking.n_neg, ranking.pro[-1])
+    pro = ranking.pro
+    x, y, thresholds = _vertices(ranking, pro, ranking.n_neg, pro[-1])
     return thin(max_points, x / ranking.n_neg, y, thresholds)

@@ -90,12 +90,13 @@ def collect(score_maps, masks) -> tuple[np.ndarray, list[ImagePixels], list[np.n
     return buffer, images, chunks
 
 
-def pixel_ranking(score_maps, masks) -> Ranking:
+def pixel_ranking(score_maps, masks, *, keep_next_above: bool = False) -> Ranking:
     """The pooled pixel :class:`Ranking` of score maps against masks (regions included)."""
     buffer, images, _ = collect(score_maps, masks)
     pos_scores, pos_regions, region_sizes = pooled_positives(images)
     buffer.sort()
-    return Ranking.from_sorted(buffer, pos_scores, pos_regions, region_sizes)
+    return Ranking.from_sorted(buffer, pos_scores, pos_regions, region_sizes,
+                               keep_next_above=keep_next_above)
 
 
 def analyse(buffer: np.ndarray, images: list[ImagePixels], chunks: list[np.ndarray], *,

@@ -23,33 +23,64 @@ from ._inputs import finite_range, check_labels, ranking_dtype, warn_degenerate
 
 @dataclass(frozen=True)
 class Ranking:
-    """Counts at every distinct anomalous score, in descending order of the score.
+    """Counts at every distinct anomalous score, in ascending order of the score.
 
     Attributes:
-        values: the distinct scores of anomalous pixels, descending (length K).
-        tp: anomalous pixels with score >= values[k] (``int64``).
-        fp: normal pixels with score >= values[k] (``int64``).
-        fp_above: normal pixels with score > values[k] (``int64``).
-        pro: PRO at threshold values[k]: the sum of region weights ``1 / (region size * n_regions)``
-            of anomalous pixels with score >= values[k] (``float64``, clipped to 1; zeros when
-            regions are unknown).
-        next_above: the smallest score > values[k] (``inf`` if none), the threshold of the
-            curve vertex just before the tie group at values[k].
-        n_pos, n_neg, n_regions: totals.
+        values: the distinct scores of anomalous pixels, ascending (length K).
+        per_value: anomalous pixels at each value (``int64``).
+        weight_per_value: their summed PRO weights ``1 / region size`` (``float64``; empty when
+            regions do not apply, i.e. ``n_regions == 0``).
+        below, at_or_below: all pixels with score ``< v`` and ``<= v`` (``int64``).
+        n, n_regions: total pixels and regions.
+        next_above: the smallest score > each value (``inf`` if none), the threshold of the curve
+            vertex just before the tie group at the value; only kept for curves, else None.
+
+    The descending-order views used by the curves (``tp``, ``fp``, ``fp_above``, ``pro``)
+    are derived properties; the metrics are computed without materialising them.
     """
 
     values: np.ndarray
-    tp: np.ndarray
-    fp: np.ndarray
-    fp_above: np.ndarray
-    pro: np.ndarray
-    next_above: np.ndarray
-    n_pos: int
-    n_neg: int
+    per_value: np.ndarray
+    weight_per_value: np.ndarray
+    below: np.ndarray
+    at_or_below: np.ndarray
+    n: int
     n_regions: int
+    next_above: np.ndarray | None = None
+
+    @property
+    def n_pos(self) -> int:
+        return int(self.per_value.sum())
+
+    @property
+    def n_neg(self) -> int:
+        return self.n - self.n_pos
+
+    @property
+    def tp(self) -> np.ndarray:
+        """Descending: anomalous pixels with score >= values[::-1][k]."""
+        return np.cumsum(self.per_value[::-1])
+
+    @property
+    def fp(self) -> np.ndarray:
+        """Descending: normal pixels with score >= values[::-1][k]."""
+        return (self.n - self.below[::-1]) - self.tp
+
+    @property
+    def fp_above(self) -> np.ndarray:
+        """Descending: normal pixels with score > values[::-1][k]."""
+        return (self.n - self.at_or_below[::-1]) - (self.tp - self.per_value[::-1])
+
+    @property
+    def pro(self) -> np.ndarray:
+        """Descending: PRO at values[::-1][k] (summed weights / n_regions, clipped to 1)."""
+        if not self.n_regions:
+            return np.zeros(self.values.size)
+        return np.minimum(np.cumsum(self.weight_per_value[::-1]) / self.n_regions, 1.0)
 
     @classmethod
-    def from_sorted(cls, sorted_scores, pos_scores, pos_regions=None, region_sizes=None) -> Ranking:
+    def from_sorted(cls, sorted_scores, pos_scores, pos_regions=None, region_sizes=None, *,
+                    keep_next_above: bool = False) -> Ranking:
         """Build from all scores sorted ascending and the anomalous pixels' scores (any order).
 
         ``pos_scores`` must have the dtype of ``sorted_scores``. ``pos_regions`` (each anomalous
@@ -58,39 +89,26 @@ class Ranking:
         """
         groups = group_by_score(pos_scores, pos_regions, region_sizes)
         n_regions = 0 if region_sizes is None else int(region_sizes.size)
-        return cls.from_groups(sorted_scores, *groups, n_regions)
+        return cls.from_groups(sorted_scores, *groups, n_regions, keep_next_above=keep_next_above)
 
     @classmethod
-    def from_groups(cls, sorted_scores, values, per_value, weight_per_value, n_regions) -> Ranking:
+    def from_groups(cls, sorted_scores, values, per_value, weight_per_value, n_regions, *,
+                    keep_next_above: bool = False) -> Ranking:
         """Build from all scores sorted ascending and :func:`group_by_score`'s output."""
         below, at_or_below = _kernels.counts_below(sorted_scores, values)
         n = sorted_scores.size
-        next_above = np.full(values.size, np.inf)
-        has_next = at_or_below < n
-        next_above[has_next] = sorted_scores[at_or_below[has_next]]
-        return cls.from_counts(values, per_value, weight_per_value, n_regions, below,
-                               at_or_below, n, next_above)
+        next_above = None
+        if keep_next_above:
+            next_above = np.full(values.size, np.inf)
+            has_next = at_or_below < n
+            next_above[has_next] = sorted_scores[at_or_below[has_next]]
+        if weight_per_value is None:
+            weight_per_value = np.zeros(0)
+        return cls(values, per_value, weight_per_value, below, at_or_below, int(n),
+                   int(n_regions), next_above)
 
     @classmethod
-    def from_counts(cls, values, per_value, weight_per_value, n_regions, below, at_or_below,
-                    n, next_above) -> Ranking:
-        """Build from per-value data in *ascending* order of the values: anomalous pixel count
-        and summed weights at each value, counts of all pixels ``< v`` and ``<= v``, the total
-        ``n`` and the next score above each value."""
-        per_value = per_value[::-1]
-        tp = np.cumsum(per_value)
-        fp = (n - below[::-1]) - tp
-        fp_above = (n - at_or_below[::-1]) - (tp - per_value)
-        if n_regions:
-            pro = np.minimum(np.cumsum(weight_per_value[::-1]) / n_regions, 1.0)
-        else:
-            pro = np.zeros(values.size)
-        n_pos = int(tp[-1]) if tp.size else 0
-        return cls(values[::-1], tp, fp, fp_above, pro, next_above[::-1], n_pos, n - n_pos,
-                   int(n_regions))
-
-    @classmethod
-    def from_flat(cls, scores, labels) -> Ranking:
+    def from_flat(cls, scores, labels, *, keep_next_above: bool = False) -> Ranking:
         """Build from flat ``scores`` and binary ``labels`` (validated)."""
         scores = np.asarray(scores)
         if scores.ndim != 1:
@@ -101,7 +119,7 @@ class Ranking:
         sorted_scores = scores.astype(dtype, copy=True)
         pos_scores = sorted_scores[labels]
         sorted_scores.sort()
-        return cls.from_sorted(sorted_scores, pos_scores)
+        return cls.from_sorted(sorted_scores, pos_scores, keep_next_above=keep_next_above)
 
     def degenerate_reason(self) -> str | None:
         """Why the ranking metrics are undefined here, or None."""
@@ -116,7 +134,8 @@ class Ranking:
         if self.degenerate_reason() is not None:
             return RankingSummary(np.nan, np.nan, np.nan, np.nan, np.nan)
         auroc, ap, f1, best, aupro = _kernels.summarise(
-            self.tp, self.fp, self.fp_above, self.pro, self.n_pos, self.n_neg, fpr_limit
+            self.per_value, self.weight_per_value, self.below, self.at_or_below, self.n,
+            self.n_regions, fpr_limit
         )
         if self.n_regions == 0:
             aupro = np.nan

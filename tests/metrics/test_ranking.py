@@ -98,10 +98,12 @@ def test_small_hand_case():
 def test_counts_are_int64_and_exact():
     scores, labels = _random_case(1, 500, 5, 0.1)
     ranking = Ranking.from_flat(scores, labels)
-    for counts in (ranking.tp, ranking.fp, ranking.fp_above):
+    for counts in (ranking.per_value, ranking.below, ranking.at_or_below, ranking.tp, ranking.fp):
         assert counts.dtype == np.int64
     assert ranking.tp[-1] == labels.sum()
-    assert ranking.fp[-1] == np.count_nonzero(~labels & (scores >= ranking.values[-1]))
+    assert ranking.fp[-1] == np.count_nonzero(~labels & (scores >= ranking.values[0]))
+    assert ranking.below[3] == np.count_nonzero(scores < ranking.values[3])
+    assert ranking.at_or_below[3] == np.count_nonzero(scores <= ranking.values[3])
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.int8, np.uint16, np.int64])
