@@ -214,3 +214,49 @@ def resampled_summaries(multiplicities, neg_ptr, neg_cell, neg_count, pos_ptr, p
         out[b, 2] = f1
         out[b, 3] = aupro if n_regions > 0 else np.nan
     return out
+
+
+_SIGN = np.uint64(0x80000000)
+_LOW32 = np.uint64(0xFFFFFFFF)
+_SHIFT = np.uint64(32)
+
+
+@njit(cache=True)
+def pack_keys(scores, regions):
+    """``uint64`` keys that sort like ``(score, region)`` for ``float32`` scores.
+
+    The upper 32 bits are the score's bits made order-preserving (negative floats inverted,
+    positive ones with the sign bit set; -0.0 counts as 0.0); the lower 32 bits the region.
+    """
+    bits = scores.view(np.uint32)
+    keys = np.empty(scores.size, np.uint64)
+    for i in range(scores.size):
+        b = np.uint64(0) if scores[i] == 0 else np.uint64(bits[i])
+        if b >= _SIGN:
+            b = b ^ _LOW32
+        else:
+            b = b | _SIGN
+        keys[i] = (b << _SHIFT) | np.uint64(regions[i])
+    return keys
+
+
+@njit(cache=True)
+def group_keys(keys, region_sizes):
+    """From sorted :func:`pack_keys` keys: distinct scores, count and summed ``1 / region size``."""
+    n_keys = keys.size
+    k_total = 0
+    for i in range(n_keys):
+        if i == 0 or (keys[i] >> _SHIFT) != (keys[i - 1] >> _SHIFT):
+            k_total += 1
+    value_bits = np.empty(k_total, np.uint32)
+    counts = np.zeros(k_total, np.int64)
+    sums = np.zeros(k_total)
+    j = -1
+    for i in range(n_keys):
+        high = keys[i] >> _SHIFT
+        if i == 0 or high != (keys[i - 1] >> _SHIFT):
+            j += 1
+            value_bits[j] = np.uint32(high & ~_SIGN) if high >= _SIGN else np.uint32(~high & _LOW32)
+        counts[j] += 1
+        sums[j] += 1.0 / region_sizes[np.int64(keys[i] & _LOW32)]
+    return value_bits.view(np.float32), counts, sums

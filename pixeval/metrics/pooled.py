@@ -65,7 +65,7 @@ def pooled_positives(images: list[ImagePixels]):
     positives = [image.anomalous for image in images]
     offsets = np.cumsum([0] + [p.n_regions for p in positives])
     scores = np.concatenate([p.scores for p in positives])
-    regions = np.concatenate([p.regions + offset for p, offset in zip(positives, offsets)])
+    regions = np.concatenate([p.regions + np.int32(offset) for p, offset in zip(positives, offsets)])
     return scores, regions, np.concatenate([p.sizes for p in positives])
 
 
@@ -109,6 +109,7 @@ def analyse(buffer: np.ndarray, images: list[ImagePixels], chunks: list[np.ndarr
     """
     pos_scores, pos_regions, region_sizes = pooled_positives(images)
     groups = group_by_score(pos_scores, pos_regions, region_sizes)
+    del pos_scores, pos_regions  # only the groups are needed from here
     image_values, image_labels = image_level(images, image_scores)
     cut = None if threshold is None else smallest_at_least(threshold, buffer.dtype)
     resample_set = None
@@ -119,7 +120,7 @@ def analyse(buffer: np.ndarray, images: list[ImagePixels], chunks: list[np.ndarr
     ranking = Ranking.from_groups(buffer, *groups, region_sizes.size)
     counts = None
     if cut is not None:
-        counts = (int(np.count_nonzero(pos_scores >= cut)),
+        counts = (sum(int(np.count_nonzero(image.anomalous.scores >= cut)) for image in images),
                   buffer.size - int(np.searchsorted(buffer, cut, side="left")))
     report = build_report(ranking, fpr_limit, image_values, image_labels, threshold, counts)
     return report, resample_set

@@ -23,7 +23,7 @@ class AnomalousPixels:
 
     Attributes:
         scores: the anomalous pixels' scores.
-        regions: each pixel's region, numbered from 0 within the image (``int64``).
+        regions: each pixel's region, numbered from 0 within the image (``int32``).
         sizes: each region's pixel count (``int64``); a pixel's PRO weight is ``1 / size``.
     """
 
@@ -44,10 +44,10 @@ def anomalous_pixels(score_map: np.ndarray, mask: np.ndarray) -> AnomalousPixels
     """
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
-        return AnomalousPixels(score_map[:0, :0].ravel(), np.zeros(0, np.int64), np.zeros(0, np.int64))
+        return AnomalousPixels(score_map[:0, :0].ravel(), np.zeros(0, np.int32), np.zeros(0, np.int64))
     cols = np.flatnonzero(mask.any(axis=0))
     box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
     box_mask = mask[box]
     labels, _ = ndimage.label(box_mask, structure=_EIGHT_CONNECTED)
-    regions = labels[box_mask].astype(np.int64) - 1
+    regions = labels[box_mask].astype(np.int32) - 1
     return AnomalousPixels(score_map[box][box_mask], regions, np.bincount(regions))
