@@ -44,7 +44,8 @@ import torch
 
 from detectors.cfa.detector import CFA, CFAParams
 from detectors.cfa.loss import CFAHead
-from detectors.cfa.training import score_maps, smooth, to_image_size
+from detectors.cfa.training import patch_scores, upsample
+from detectors.common import gaussian_blur, to_image_maps
 from detectors.superpixels import Tiling, make_tiling, tile, untile
 from pixeval.registry import ParamError, Prediction, ProgressCallback, param
 
@@ -166,10 +167,10 @@ class SpCFA(CFA):
 
     def raw_branch_maps(self, branch: Branch, features: torch.Tensor, tilings: list[Tiling] | None) -> np.ndarray:
         """``N×R×R`` maps of one branch in image layout, blurred, before standardisation."""
-        maps = score_maps(branch.head, features, self.params.resolution)
+        maps = upsample(patch_scores(branch.head, features), self.params.resolution)
         if tilings is not None:
             maps = np.stack([untile(m, t) for m, t in zip(maps, tilings)])
-        return np.stack([smooth(m, self.params.sigma) for m in maps])
+        return gaussian_blur(maps, self.params.sigma)
 
     def fit_branches(self, images: Sequence[np.ndarray], region_sizes: Sequence[int | None],
                      loss_weights: Sequence[float], progress: ProgressCallback | None = None) -> dict[str, Branch]:
@@ -187,7 +188,7 @@ class SpCFA(CFA):
     def branch_maps(self, images: Sequence[np.ndarray], progress: ProgressCallback | None = None) -> dict[str, np.ndarray]:
         """Standardised ``N×R×R`` maps of every branch (image layout), by branch name."""
         if not self.branches:
-            raise RuntimeError("SpCFA.predict called before fit (or load_state_dict)")
+            raise self.not_fitted_error()
         out = {}
         for name, branch in self.branches.items():
             features, tilings = self.branch_inputs(images, branch.region_size, progress)
@@ -214,12 +215,12 @@ class SpCFA(CFA):
     def predict(self, images: Sequence[np.ndarray], progress: ProgressCallback | None = None) -> Prediction:
         images = list(images)
         maps = fuse(self.branch_maps(images, progress), self.fusion_weights())
-        out = [to_image_size(m, image.shape) for m, image in zip(maps, images)]
+        out = to_image_maps(torch.from_numpy(maps), images, self.params.resolution)
         return Prediction(out, np.array([m.max() for m in out], dtype=np.float64))
 
     def state_dict(self) -> dict[str, Any]:
         if not self.branches:
-            raise RuntimeError("SpCFA has no fitted state to save; call fit first")
+            raise self.not_fitted_error()
         return {"branches": [{"region_size": b.region_size, "mean": b.mean, "std": b.std,
                               "in_channels": b.head.descriptor.conv.in_channels - 2,
                               "head": {k: v.clone() for k, v in b.head.state_dict().items()}}

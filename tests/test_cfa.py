@@ -161,7 +161,7 @@ def test_fit_predict_is_deterministic_and_round_trips(tmp_path):
     loaded = load_detector(tmp_path / "cfa")
     pl = loaded.predict(images[:2])
     assert all(np.array_equal(x, y) for x, y in zip(pa.maps[:2], pl.maps))
-    with pytest.raises(RuntimeError, match="before fit"):
+    with pytest.raises(RuntimeError, match="not fitted"):
         CFA(**params).predict(images)
 
 

@@ -52,13 +52,12 @@ def test_branch_maps_are_standardised_on_the_training_images(fitted):
 @pytest.mark.slow
 def test_prediction_is_the_weighted_sum_of_branch_maps_at_image_size(fitted, tmp_path):
     images, sp = fitted
-    test = _images(2, seed=7, size=40) + [_images(1, seed=8, size=30)[0]]
+    test = _images(2, seed=7, size=48) + [_images(1, seed=8, size=30)[0]]
     pred = sp.predict(test)
-    assert [m.shape for m in pred.maps] == [(40, 40), (40, 40), (30, 30)]
+    assert [m.shape for m in pred.maps] == [(48, 48), (48, 48), (30, 30)]
     branch = sp.branch_maps(test)
-    import cv2
     expected = sum(w * branch[n] for n, w in zip(["org", "rs8", "rs16"], [1 / 3] * 3))
-    assert np.allclose(pred.maps[0], cv2.resize(expected[0], (40, 40)), atol=1e-5)
+    assert np.allclose(pred.maps[:2], expected[:2], atol=1e-5)
     assert np.allclose(pred.image_scores, [m.max() for m in pred.maps])
     sp.save(tmp_path / "sp")
     again = load_detector(tmp_path / "sp").predict(test)

@@ -13,8 +13,9 @@ import torch
 
 from detectors.cfa.loss import CFAHead
 from detectors.cfa.model import fused_features
-from detectors.cfa.training import score_maps, smooth, to_image_size, train_heads
-from pixeval.registry import BaseParams, Detector, Prediction, ProgressCallback, param
+from detectors.cfa.training import patch_scores, train_heads
+from detectors.common import BackboneDetector, BackboneParams, to_image_maps
+from pixeval.registry import Prediction, ProgressCallback, param
 
 #: Named settings of the costly hyperparameters (fields left at ``None`` take them from here).
 #: ``paper``: the CFA code's settings: 30 epochs, one centre per feature position (gamma_c = 1).
@@ -27,21 +28,17 @@ PRESETS: dict[str, dict[str, int]] = {
 
 
 @dataclass
-class CFAParams(BaseParams):
-    """CFA hyperparameters. Defaults are the CFA code's unless marked."""
+class CFAParams(BackboneParams):
+    """CFA hyperparameters (besides the shared backbone ones). Defaults are the CFA code's."""
 
     preset: str = param("quick", "Named setting of epochs and gamma_c when those are left unset: 'paper' "
                         "(30 epochs, full memory bank) or 'quick' (8 epochs, bank compressed 4x by K-means).",
                         choices=tuple(PRESETS))
-    backbone: str = param("efficientnet_lite0", "Frozen feature extractor (detectors.backbones). The CFA "
-                          "paper's best is wide_resnet50_2 (needs torchvision weights).")
-    resolution: int = param(256, "Images are resized to resolution x resolution (the CFA code's 'R' "
-                            "setting, no centre crop).", min=32)
     epochs: int | None = param(None, "Training epochs (unset: from the preset).", min=0)
     gamma_c: int | None = param(None, "Memory-bank compression: K-means to (h*w)//gamma_c centres "
                                 "(1 = one centre per position; unset: from the preset).", min=1)
     gamma_d: int = param(1, "Descriptor channel compression: D // gamma_d output channels.", min=1)
-    batch_size: int = param(4, "Training mini-batch size.", min=1)
+    train_batch: int = param(4, "Training mini-batch size (images).", min=1)
     lr: float = param(1e-3, "AdamW learning rate.", min=0.0)
     weight_decay: float = param(5e-4, "AdamW weight decay (applies to the radius too, as in the CFA code).",
                                 min=0.0)
@@ -51,7 +48,6 @@ class CFAParams(BaseParams):
     nu: float = param(1e-3, "Loss scale 1/nu.", min=0.0)
     radius: float = param(1e-5, "Initial soft-boundary radius r (learned).", min=0.0)
     sigma: float = param(4.0, "Gaussian blur of the map at network resolution (0 = none).", min=0.0)
-    feature_batch: int = param(8, "Images per backbone forward pass.", min=1)
 
 
 def resolve_preset(params: Any) -> Any:
@@ -60,13 +56,14 @@ def resolve_preset(params: Any) -> Any:
     return dataclasses.replace(params, **unset)
 
 
-class CFA(Detector):
+class CFA(BackboneDetector):
     """CFA: a CoordConv patch descriptor trained towards a memory bank of normal features.
 
     Faithful to the original code (see detectors.cfa.model and detectors.cfa.loss), including the
     learned radius, and without its test-set min-max normalisation and test-set epoch selection:
-    the model after the last epoch is the model, and maps are raw distances. Pipeline: resize to
-    ``resolution``; frozen backbone (three levels); 3×3 mean, upsample, concatenate (computed once
+    the model after the last epoch is the model, and maps are raw distances. Images are resized
+    to ``resolution`` (the CFA code's "R" setting: no centre crop; the paper's best backbone is
+    wide_resnet50_2). Pipeline: frozen backbone (three levels); 3×3 mean, upsample, concatenate (computed once
     per image and cached in float16); 1×1 CoordConv; softmin distance to the bank; bilinear
     upsampling to ``resolution``; Gaussian blur ``sigma``; bilinear resize to the image's own
     size. Image score = max of the map.
@@ -78,20 +75,11 @@ class CFA(Detector):
         super().__init__(params, **overrides)
         self.params = resolve_preset(self.params)
         self.head: CFAHead | None = None
-        self._backbone = None
 
     # ------------------------------------------------------------------ shared with Sp-CFA
-    def backbone(self):
-        """The frozen backbone, loaded on first use."""
-        if self._backbone is None:
-            from detectors.backbones import load_backbone
-
-            self._backbone = load_backbone(self.params.backbone, device=self.params.device)
-        return self._backbone
-
     def features(self, images: Sequence[np.ndarray], progress: ProgressCallback | None = None) -> torch.Tensor:
         """Cached fused features of ``images`` at the detector's resolution."""
-        return fused_features(self.backbone(), images, self.params.resolution, batch_size=self.params.feature_batch,
+        return fused_features(self.backbone, images, self.params.resolution, batch_size=self.params.batch_size,
                               device=self.params.device, progress=progress)
 
     def new_head(self, in_channels: int, seed: int) -> CFAHead:
@@ -104,7 +92,7 @@ class CFA(Detector):
         p = self.params
         for head, f in zip(heads, features):
             head.init_bank(f, p.gamma_c, seed=p.seed)
-        return train_heads(heads, features, weights, epochs=p.epochs, batch_size=p.batch_size, lr=p.lr,
+        return train_heads(heads, features, weights, epochs=p.epochs, batch_size=p.train_batch, lr=p.lr,
                            weight_decay=p.weight_decay, seed=p.seed, progress=progress)
 
     # ------------------------------------------------------------------ contract
@@ -116,14 +104,15 @@ class CFA(Detector):
 
     def predict(self, images: Sequence[np.ndarray], progress: ProgressCallback | None = None) -> Prediction:
         if self.head is None:
-            raise RuntimeError("CFA.predict called before fit (or load_state_dict)")
-        raw = score_maps(self.head, self.features(images, progress), self.params.resolution)
-        maps = [to_image_size(smooth(m, self.params.sigma), image.shape) for m, image in zip(raw, images)]
+            raise self.not_fitted_error()
+        images = list(images)
+        scores = patch_scores(self.head, self.features(images, progress))
+        maps = to_image_maps(scores, images, self.params.resolution, self.params.sigma)
         return Prediction(maps, np.array([m.max() for m in maps], dtype=np.float64))
 
     def state_dict(self) -> dict[str, Any]:
         if self.head is None:
-            raise RuntimeError("CFA has no fitted state to save; call fit first")
+            raise self.not_fitted_error()
         return {"in_channels": self.head.descriptor.conv.in_channels - 2,
                 "head": {k: v.clone() for k, v in self.head.state_dict().items()}}
 

@@ -1,4 +1,4 @@
-"""Training CFA heads on cached features, and turning their scores into anomaly maps."""
+"""Training CFA heads on cached features, and scoring with them."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.ndimage import gaussian_filter
 
 from detectors.cfa.loss import CFAHead
 
@@ -54,28 +53,12 @@ def train_heads(heads: Sequence[CFAHead], features: Sequence[torch.Tensor], weig
     return history
 
 
-def score_maps(head: CFAHead, features: torch.Tensor, resolution: int, *, batch_size: int = 16) -> np.ndarray:
-    """``N×R×R`` float32 raw score maps: the head's patch scores upsampled bilinearly
-    (``align_corners=False``) to the network resolution ``R`` (not yet smoothed)."""
-    out = np.empty((len(features), resolution, resolution), np.float32)
-    for start in range(0, len(features), batch_size):
-        s = head.score(features[start:start + batch_size].float())
-        up = F.interpolate(s[:, None], size=(resolution, resolution), mode="bilinear", align_corners=False)
-        out[start:start + len(s)] = up[:, 0].numpy()
-    return out
+def patch_scores(head: CFAHead, features: torch.Tensor, *, batch_size: int = 16) -> torch.Tensor:
+    """``N×h×w`` patch scores of a head on cached features, computed in batches."""
+    return torch.cat([head.score(features[i:i + batch_size].float()) for i in range(0, len(features), batch_size)])
 
 
-def smooth(score_map: np.ndarray, sigma: float) -> np.ndarray:
-    """The map blurred by ``scipy.ndimage.gaussian_filter(sigma)`` (mode 'reflect', truncate 4),
-    as the CFA code does; ``sigma = 0`` returns it unchanged."""
-    return gaussian_filter(score_map, sigma=sigma).astype(np.float32) if sigma > 0 else score_map
-
-
-def to_image_size(score_map: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """A square network-resolution map resized bilinearly to an image's ``(height, width)``."""
-    import cv2
-
-    h, w = shape[:2]
-    if score_map.shape == (h, w):
-        return score_map.astype(np.float32)
-    return cv2.resize(score_map, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+def upsample(scores: torch.Tensor, resolution: int) -> np.ndarray:
+    """``N×h×w`` patch scores upsampled bilinearly (``align_corners=False``) to ``N×R×R`` float32."""
+    up = F.interpolate(scores[:, None].float(), size=(resolution, resolution), mode="bilinear", align_corners=False)
+    return up[:, 0].numpy()
