@@ -124,7 +124,15 @@ def main() -> None:
     parser.add_argument("--cfa-only", action="store_true",
                         help="fit and score the CFA detector alone (CFA.fit on the same 80%% split)")
     parser.add_argument("--json", help="also write every row to this JSON file")
+    parser.add_argument("--summarise", nargs="+", metavar="JSON",
+                        help="only print the tables of rows saved by earlier runs (--json files)")
     args = parser.parse_args()
+    if args.summarise:
+        rows = [row for path in args.summarise for row in json.load(open(path))]
+        print(summarise(rows))
+        print()
+        print(timings(rows))
+        return
 
     dataset = open_dataset("synthetic-textures")
     rows = []
@@ -148,13 +156,18 @@ def main() -> None:
             print(f"{r['category']} seed {r['seed']}: CFA fit {r['fit_s']:.1f} s, predict {r['predict_s']:.1f} s "
                   f"({r['images_per_s']:.2f} img/s), peak RSS {r['peak_rss_mb']:.0f} MB")
         return
-    print("| category | seed | train+tune s | CFA predict s | Sp-CFA predict s | CFA img/s | Sp-CFA img/s | peak RSS MB |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(timings(rows))
+
+
+def timings(rows: list[dict]) -> str:
+    lines = ["| category | seed | train+tune s | CFA predict s | Sp-CFA predict s | CFA img/s | Sp-CFA img/s | peak RSS MB |",
+             "|---|---|---|---|---|---|---|---|"]
     for category, seed in sorted({(r["category"], r["seed"]) for r in rows}):
         cfa = next(r for r in rows if (r["category"], r["seed"], r["variant"]) == (category, seed, "CFA"))
         sp = next(r for r in rows if (r["category"], r["seed"], r["variant"]) == (category, seed, "Sp-CFA all three"))
-        print(f"| {category} | {seed} | {sp['fit_s']:.1f} | {cfa['predict_s']:.1f} | {sp['predict_s']:.1f} | "
-              f"{cfa['images_per_s']:.2f} | {sp['images_per_s']:.2f} | {sp['peak_rss_mb']:.0f} |")
+        lines.append(f"| {category} | {seed} | {sp['fit_s']:.1f} | {cfa['predict_s']:.1f} | {sp['predict_s']:.1f} | "
+                     f"{cfa['images_per_s']:.2f} | {sp['images_per_s']:.2f} | {sp['peak_rss_mb']:.0f} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
