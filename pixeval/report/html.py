@@ -31,6 +31,8 @@ from pixeval.report.ranking import DEFAULT_METRICS, PRIMARY
 
 #: Segmentation colours (RGB): true positive, false positive, false negative.
 TP, FP, FN = (0, 170, 0), (220, 30, 30), (40, 90, 255)
+#: FPR range of the PRO plot: the default AUPRO integration limit.
+PRO_FPR_LIMIT = 0.3
 
 _STYLE = """
 body { font-family: sans-serif; margin: 2em; max-width: 1400px; }
@@ -97,11 +99,13 @@ def _curves_figure(curves: dict[str, dict[str, np.ndarray]]):
         pro.plot(c["pro_fpr"], c["pro_pro"], label=name)
     for axes, (title, x, y) in zip((pr, roc, pro), (("Precision-recall", "recall", "precision"),
                                                      ("ROC", "false positive rate", "true positive rate"),
-                                                     ("PRO", "false positive rate", "per-region overlap"))):
+                                                     (f"PRO (FPR ≤ {PRO_FPR_LIMIT}, the AUPRO range)",
+                                                      "false positive rate", "per-region overlap"))):
         axes.set(title=title, xlabel=x, ylabel=y, ylim=(0, 1.02))
         axes.grid(alpha=0.3)
     pr.set_xlim(0, 1)
     roc.set_xlim(0, 1)
+    pro.set_xlim(0, PRO_FPR_LIMIT)
     pro.legend(loc="lower right", fontsize="small")
     return figure
 

@@ -154,21 +154,27 @@ def test_a_killed_run_resumes_without_redoing_finished_jobs(tiny_mvtec, tmp_path
     args = [sys.executable, "-c", "from pixeval.cli import main; main()", *bench_args(tiny_mvtec, out, *slow_down)]
     process = subprocess.Popen(args, env=plugin_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
-    while not any((out / "jobs").glob("*/result.json")):
+    while not finished_jobs(out):
         assert process.poll() is None, process.stderr.read().decode()
         assert time.monotonic() < deadline, "no job finished in time"
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    finished = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("jobs/*/result.json")}
+    finished = finished_jobs(out)
     assert 1 <= len(finished) < 4
 
     resumed = subprocess.run(args, env=plugin_env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert f"{4 - len(finished)} jobs run, {len(finished)} already done" in resumed.stderr
-    after = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("jobs/*/result.json")}
+    after = finished_jobs(out)
     assert len(after) == 4 and all(after[k] == t for k, t in finished.items())
     assert not [p for p in (out / "jobs").iterdir() if p.name.startswith(".")]
+
+
+def finished_jobs(out: Path) -> dict[str, int]:
+    """Finished job folders (not the hidden ones being written) -> their result's mtime."""
+    return {p.parent.name: p.stat().st_mtime_ns for p in out.glob("jobs/*/result.json")
+            if not p.parent.name.startswith(".")}
 
 
 def _job_pid(result_json: Path) -> int:
