@@ -160,3 +160,17 @@ def test_precision_nan_when_nothing_predicted():
 def test_invalid_input_raises(scores, labels, match):
     with pytest.raises(ValueError, match=match):
         auroc(np.asarray(scores), labels)
+
+
+@pytest.mark.slow
+def test_counts_stay_exact_beyond_float32_range():
+    # 2**24 + 1 normal pixels: float32 counters could not tell 2**24 + 1 from 2**24
+    n_neg = 2**24 + 1
+    scores = np.zeros(n_neg + 2, dtype=np.float32)
+    scores[-2:] = (1.0, 0.0)
+    labels = np.zeros(n_neg + 2, dtype=bool)
+    labels[-2:] = True
+    ranking = Ranking.from_flat(scores, labels)
+    assert ranking.fp[-1] == n_neg and ranking.n_neg == n_neg
+    assert ranking.below[0] == 0 and ranking.at_or_below[0] == n_neg + 1
+    assert average_precision(scores, labels) == pytest.approx(0.5 + 0.5 * 2 / (n_neg + 2), abs=1e-15)
