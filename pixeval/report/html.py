@@ -94,7 +94,7 @@ def _curves_figure(curves: dict[str, dict[str, np.ndarray]]):
     for name, c in curves.items():
         if not c:
             continue
-        pr.plot(c["pr_recall"], c["pr_precision"], label=name, drawstyle="steps-post")
+        pr.plot(c["pr_recall"], c["pr_precision"], label=name, drawstyle="steps-pre")  # AP: P_n over (R_{n-1}, R_n]
         roc.plot(c["roc_fpr"], c["roc_tpr"], label=name)
         pro.plot(c["pro_fpr"], c["pro_pro"], label=name)
     for axes, (title, x, y) in zip((pr, roc, pro), (("Precision-recall", "recall", "precision"),
