@@ -115,7 +115,16 @@ def to_resolution(image: np.ndarray, resolution: int) -> np.ndarray:
 class SpCFA(CFA):
     """Sp-CFA: CFA on the image plus CFA on small and big SLIC-superpixel tilings, fused.
 
-    See the module docstring for every choice the paper leaves open.
+    Three CFA branches (image; tiling of SLIC superpixels of region size rs_s; of rs_b, optional)
+    share the frozen backbone, each with its own descriptor and memory bank, trained on
+    w1·L_org + w2·L_small + w3·L_big. SLIC (plain SLIC on CIELAB, connectivity enforced) runs on
+    the image resized to `resolution`; each superpixel's bounding box is resized bicubically into
+    a square cell, cells tiled row-major in raster order of the superpixels' first pixels; a
+    branch map is untiled exactly (each cell back to its box, written on its superpixel's pixels
+    only), blurred, and standardised by the mean and std of that branch's maps on the training
+    images; S = a1·Z_org + a2·Z_small + a3·Z_big. Choose a1..a3 and region sizes with
+    `pixeval tune` (validation data, never the test set) or take the paper's with `table2`.
+    Every choice the paper leaves open is documented in the module detectors.sp_cfa.
     """
 
     Params = SpCFAParams

@@ -45,7 +45,7 @@ class CFAParams(BackboneParams):
     K: int = param(3, "Nearest centres attracted (and softmin-weighted in the score).", min=1)
     J: int = param(3, "Hard-negative centres repelled.", min=1)
     alpha: float = param(0.1, "Repulsion margin.", min=0.0)
-    nu: float = param(1e-3, "Loss scale 1/nu.", min=0.0)
+    nu: float = param(1e-3, "Loss scale 1/nu.", min=1e-12)
     radius: float = param(1e-5, "Initial soft-boundary radius r (learned).", min=0.0)
     sigma: float = param(4.0, "Gaussian blur of the map at network resolution (0 = none).", min=0.0)
 
