@@ -25,6 +25,7 @@ import dataclasses
 import json
 import pickle
 import typing
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -114,12 +115,20 @@ def build_params(params_cls: type, values: dict[str, Any] | None = None) -> Any:
         if meta.get("choices") is not None and value not in meta["choices"]:
             raise ParamError(f"hyperparameter {name}={value!r} is not one of "
                              f"{', '.join(map(repr, meta['choices']))}")
-        if meta.get("min") is not None and value is not None and value < meta["min"]:
-            raise ParamError(f"hyperparameter {name}={value!r} is below its minimum {meta['min']}")
-        if meta.get("max") is not None and value is not None and value > meta["max"]:
-            raise ParamError(f"hyperparameter {name}={value!r} is above its maximum {meta['max']}")
+        for item in (value if isinstance(value, (tuple, list)) else (value,)):
+            _check_bounds(name, item, meta.get("min"), meta.get("max"))
         converted[name] = value
     return params_cls(**converted)
+
+
+def _check_bounds(name: str, value: Any, low: float | None, high: float | None) -> None:
+    """Raise :class:`ParamError` unless ``low <= value <= high`` (NaN is never within bounds)."""
+    if value is None:
+        return
+    if low is not None and not value >= low:
+        raise ParamError(f"hyperparameter {name}={value!r} is below its minimum {low}")
+    if high is not None and not value <= high:
+        raise ParamError(f"hyperparameter {name}={value!r} is above its maximum {high}")
 
 
 def _type_name(hint: Any) -> str:
@@ -242,8 +251,13 @@ def load_detector(path: str | Path) -> Detector:
     module_name, _, qualname = meta["class"].partition(":")
     cls = _import_attr(module_name, qualname)
     detector = cls(build_params(cls.Params, meta["params"]))
-    with open(path / "state.pkl", "rb") as fh:
-        detector.load_state_dict(pickle.load(fh))
+    try:
+        with open(path / "state.pkl", "rb") as fh:
+            state = pickle.load(fh)
+    except FileNotFoundError:
+        raise RegistryError(f"{path} holds no fitted state (state.pkl is missing); "
+                            "save the detector again with Detector.save") from None
+    detector.load_state_dict(state)
     return detector
 
 
@@ -287,6 +301,9 @@ def available_detectors() -> dict[str, DetectorInfo]:
         dist = ep.dist.metadata["Name"] if ep.dist is not None else "?"
         version = ep.dist.version if ep.dist is not None else ""
         origin = "built-in" if dist == "pixeval" else f"package {dist} {version}".strip()
+        if ep.name in found:
+            warnings.warn(f"detector name {ep.name!r} is registered by both {found[ep.name].origin} "
+                          f"and {origin}; using the latter", stacklevel=2)
         try:
             cls = ep.load()
             if not (isinstance(cls, type) and issubclass(cls, Detector)):

@@ -107,10 +107,19 @@ def test_build_params_rejects_bad_values_naming_the_parameter(values, message):
         build_params(TinyParams, values)
 
 
-@pytest.mark.xfail(strict=True, reason="registry bug: NaN compares False with min/max, so it passes the bounds")
 def test_nan_is_out_of_any_bounds():
-    with pytest.raises(ParamError):
+    with pytest.raises(ParamError, match="floor"):
         build_params(TinyParams, {"floor": "nan"})
+
+
+def test_bounds_apply_to_each_element_of_a_tuple():
+    @dataclass
+    class Bounded(BaseParams):
+        alphas: tuple[float, ...] = param((0.5, 0.5), "Weights in [0, 1].", min=0.0, max=1.0)
+
+    assert build_params(Bounded, {"alphas": "0,1"}).alphas == (0.0, 1.0)
+    with pytest.raises(ParamError, match="alphas=1.5 is above its maximum 1.0"):
+        build_params(Bounded, {"alphas": "0.2,1.5"})
 
 
 def test_param_specs_in_declaration_order():
@@ -161,6 +170,13 @@ def test_save_and_load_reproduce_maps_bit_for_bit(tmp_path):
     assert not np.array_equal(other_seed.maps[0], before.maps[0])
     with pytest.raises(RegistryError, match="holds no saved detector"):
         load_detector(tmp_path / "nothing")
+
+
+def test_load_without_state_names_the_missing_file(tmp_path):
+    Tiny().fit(images(2, seed=0)).save(tmp_path / "t")
+    (tmp_path / "t" / "state.pkl").unlink()
+    with pytest.raises(RegistryError, match="state.pkl is missing"):
+        load_detector(tmp_path / "t")
 
 
 # ----------------------------------------------------------------------------- registry
