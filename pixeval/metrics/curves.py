@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._inputs import warn_degenerate
+from ._inputs import check_fpr_limit, warn_degenerate
 from .pooled import pixel_ranking
 from .ranking import Ranking
 
@@ -90,16 +90,32 @@ def precision_recall_curve(scores, labels, max_points: int | None = None):
     return thin(max_points, precision, tp / ranking.n_pos, ranking.values[::-1].astype(np.float64))
 
 
-def pro_curve(score_maps, masks, max_points: int | None = None):
+def pro_curve(score_maps, masks, max_points: int | None = None, fpr_limit: float | None = None):
     """``(fpr, pro, thresholds)``: the exact MVTec AD PRO curve's vertices, thresholds descending.
 
     FPR is over all normal pixels of all images; PRO is the mean over all regions (8-connected
     components of each mask) of the fraction of the region with ``score >= t``. Starts at
-    (0, 0) (``inf``) and ends at FPR 1 (``-inf``). AUPRO is in :func:`evaluate`.
+    (0, 0) (``inf``) and ends at FPR 1 (``-inf``); with ``fpr_limit``, ends at FPR = limit
+    instead, PRO linearly interpolated there (threshold NaN when interpolated), the part of
+    the curve AUPRO integrates. AUPRO itself is :func:`~pixeval.metrics.aupro`.
     """
     ranking = pixel_ranking(score_maps, masks, keep_next_above=True)
     if not _checked(ranking):
         return _empty()
     pro = ranking.pro
     x, y, thresholds = _vertices(ranking, pro, ranking.n_neg, pro[-1])
-    return thin(max_points, x / ranking.n_neg, y, thresholds)
+    x = x / ranking.n_neg
+    if fpr_limit is not None:
+        x, y, thresholds = _cut(x, y, thresholds, check_fpr_limit(fpr_limit))
+    return thin(max_points, x, y, thresholds)
+
+
+def _cut(x, y, thresholds, limit):
+    """The curve up to ``x = limit``, with y linearly interpolated at the limit if needed."""
+    inside = int(np.searchsorted(x, limit, side="right"))
+    if x[inside - 1] == limit:
+        return x[:inside], y[:inside], thresholds[:inside]
+    share = (limit - x[inside - 1]) / (x[inside] - x[inside - 1])
+    y_limit = y[inside - 1] + share * (y[inside] - y[inside - 1])
+    return (np.r_[x[:inside], limit], np.r_[y[:inside], y_limit],
+            np.r_[thresholds[:inside], np.nan])

@@ -68,6 +68,15 @@ def test_pro_curve_vertices_match_mvtec():
     assert np.trapezoid(pro, fpr) == pytest.approx(np.trapezoid(ref_pro, ref_fpr), abs=1e-12)
 
 
+@pytest.mark.parametrize("limit", [0.3, 0.05, 1.0])
+def test_pro_curve_cut_at_the_limit_integrates_to_aupro(limit):
+    from pixeval.metrics import aupro
+    maps, masks = make_set(41, levels=9)
+    fpr, pro, _ = pro_curve(maps, masks, fpr_limit=limit)
+    assert fpr[-1] == limit and (fpr <= limit).all()
+    assert np.trapezoid(pro, fpr) / limit == pytest.approx(aupro(maps, masks, limit), abs=1e-12)
+
+
 def test_thinning_keeps_ends():
     scores, labels = _flat(0)
     full = roc_curve(scores, labels)
