@@ -17,6 +17,8 @@ Policy (the same everywhere in :mod:`pixeval.metrics`):
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from collections.abc import Sequence
 
@@ -28,8 +30,18 @@ class DegenerateInputWarning(UserWarning):
 
 
 def warn_degenerate(metric_group: str, reason: str) -> None:
-    """Warn that ``metric_group`` is NaN because of ``reason``."""
-    warnings.warn(f"{metric_group}: NaN, {reason}", DegenerateInputWarning, stacklevel=3)
+    """Warn that ``metric_group`` is NaN because of ``reason`` (attributed to the caller's line)."""
+    warnings.warn(f"{metric_group}: NaN, {reason}", DegenerateInputWarning,
+                  stacklevel=_caller_stacklevel())
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` of the first frame outside this package, for :func:`warnings.warn`."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == package:
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def as_image_list(arrays, name: str) -> list[np.ndarray]:
