@@ -216,27 +216,104 @@ def resampled_summaries(multiplicities, neg_ptr, neg_cell, neg_count, pos_ptr, p
     return out
 
 
-_SIGN = np.uint64(0x80000000)
+_SIGN32 = np.uint32(0x80000000)
+_ALL32 = np.uint32(0xFFFFFFFF)
 _LOW32 = np.uint64(0xFFFFFFFF)
 _SHIFT = np.uint64(32)
 
 
+@njit(cache=True, inline="always")
+def _encode(score, bits):
+    """Order-preserving ``uint32`` key of a float32 ``score`` with raw ``bits``: negative floats
+    inverted, others with the sign bit set, so keys compare like the scores (-0.0 as 0.0)."""
+    if score == 0:
+        return _SIGN32
+    if bits >= _SIGN32:
+        return bits ^ _ALL32
+    return bits | _SIGN32
+
+
+@njit(cache=True, inline="always")
+def _decode(key):
+    """The float32 bits of an :func:`_encode` key."""
+    if key >= _SIGN32:
+        return key ^ _SIGN32
+    return key ^ _ALL32
+
+
+@njit(cache=True)
+def encode_in_place(scores):
+    """Turn a contiguous float32 array into its ``uint32`` keys, in place; return the key view."""
+    keys = scores.view(np.uint32)
+    for i in range(scores.size):
+        keys[i] = _encode(scores[i], keys[i])
+    return keys
+
+
+@njit(cache=True)
+def encode(scores):
+    """The ``uint32`` keys of float32 ``scores`` (a new array)."""
+    bits = scores.view(np.uint32)
+    keys = np.empty(scores.size, np.uint32)
+    for i in range(scores.size):
+        keys[i] = _encode(scores[i], bits[i])
+    return keys
+
+
+@njit(cache=True)
+def decode(keys):
+    """The float32 scores of ``uint32`` keys (a new array)."""
+    bits = np.empty(keys.size, np.uint32)
+    for i in range(keys.size):
+        bits[i] = _decode(keys[i])
+    return bits.view(np.float32)
+
+
+@njit(cache=True)
+def radix_sort(keys, aux):
+    """Sort ``uint32`` keys in place: LSD radix sort, four passes of 8 bits.
+
+    ``aux`` is scratch space of at least ``keys.size``. A pass whose digit is the same for all
+    keys is skipped. Linear time: several times faster than ``np.sort`` on float32 here.
+    """
+    n = keys.size
+    counts = np.zeros((4, 256), np.int64)
+    for i in range(n):
+        key = keys[i]
+        counts[0, key & 255] += 1
+        counts[1, (key >> 8) & 255] += 1
+        counts[2, (key >> 16) & 255] += 1
+        counts[3, key >> 24] += 1
+    offsets = np.empty(256, np.int64)
+    in_keys = True
+    for digit in range(4):
+        shift = np.uint32(8 * digit)
+        if n == 0 or counts[digit, (keys[0] >> shift) & 255] == n:
+            continue
+        total = 0
+        for d in range(256):
+            offsets[d] = total
+            total += counts[digit, d]
+        source = keys if in_keys else aux
+        target = aux if in_keys else keys
+        for i in range(n):
+            key = source[i]
+            d = (key >> shift) & 255
+            target[offsets[d]] = key
+            offsets[d] += 1
+        in_keys = not in_keys
+    if not in_keys:
+        keys[:] = aux[:n]
+
+
 @njit(cache=True)
 def pack_keys(scores, regions):
-    """``uint64`` keys that sort like ``(score, region)`` for ``float32`` scores.
-
-    The upper 32 bits are the score's bits made order-preserving (negative floats inverted,
-    positive ones with the sign bit set; -0.0 counts as 0.0); the lower 32 bits the region.
-    """
+    """``uint64`` keys that sort like ``(score, region)`` for ``float32`` scores: the
+    :func:`_encode` key of the score above, the region below."""
     bits = scores.view(np.uint32)
     keys = np.empty(scores.size, np.uint64)
     for i in range(scores.size):
-        b = np.uint64(0) if scores[i] == 0 else np.uint64(bits[i])
-        if b >= _SIGN:
-            b = b ^ _LOW32
-        else:
-            b = b | _SIGN
-        keys[i] = (b << _SHIFT) | np.uint64(regions[i])
+        keys[i] = (np.uint64(_encode(scores[i], bits[i])) << _SHIFT) | np.uint64(regions[i])
     return keys
 
 
@@ -256,7 +333,7 @@ def group_keys(keys, region_sizes):
         high = keys[i] >> _SHIFT
         if i == 0 or high != (keys[i - 1] >> _SHIFT):
             j += 1
-            value_bits[j] = np.uint32(high & ~_SIGN) if high >= _SIGN else np.uint32(~high & _LOW32)
+            value_bits[j] = _decode(np.uint32(high))
         counts[j] += 1
         sums[j] += 1.0 / region_sizes[np.int64(keys[i] & _LOW32)]
     return value_bits.view(np.float32), counts, sums

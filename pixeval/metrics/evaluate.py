@@ -30,8 +30,9 @@ def evaluate(score_maps, masks, image_scores=None, *, fpr_limit: float = 0.3,
         A :class:`MetricReport`. Invalid input raises ``ValueError`` naming the image; a metric
         undefined on the data (e.g. no anomalous pixel) is NaN with a warning.
 
-    Memory: one copy of the scores (sorted in place), plus the anomalous pixels' data (and,
-    with ``bootstrap``, each image's counts per score cell; see :mod:`.bootstrap`).
+    Memory: one copy of the scores (sorted in place; float32 adds 32 MiB of radix-sort
+    scratch), plus the anomalous pixels' data (and, with ``bootstrap``, each image's counts per
+    score cell; see :mod:`.bootstrap`).
     """
     fpr_limit = check_fpr_limit(fpr_limit)
     buffer, images, chunks = collect(score_maps, masks)

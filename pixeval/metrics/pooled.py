@@ -14,7 +14,7 @@ import numpy as np
 from ._inputs import as_image_list, check_pair, finite_range, ranking_dtype, warn_degenerate
 from .bootstrap import ResampleSet, Units, check_bootstrap_args, intervals
 from .pro import AnomalousPixels, anomalous_pixels
-from .ranking import Ranking, group_by_score, threshold_scores
+from .ranking import Ranking, SortedScores, group_by_score, threshold_scores
 from .report import MetricReport
 
 
@@ -94,8 +94,7 @@ def pixel_ranking(score_maps, masks, *, keep_next_above: bool = False) -> Rankin
     """The pooled pixel :class:`Ranking` of score maps against masks (regions included)."""
     buffer, images, _ = collect(score_maps, masks)
     pos_scores, pos_regions, region_sizes = pooled_positives(images)
-    buffer.sort()
-    return Ranking.from_sorted(buffer, pos_scores, pos_regions, region_sizes,
+    return Ranking.from_sorted(SortedScores(buffer), pos_scores, pos_regions, region_sizes,
                                keep_next_above=keep_next_above)
 
 
@@ -116,12 +115,12 @@ def analyse(buffer: np.ndarray, images: list[ImagePixels], chunks: list[np.ndarr
     if resample:
         resample_set = _resample_set(groups[0], chunks, images, image_values, image_labels, cut)
 
-    buffer.sort()
-    ranking = Ranking.from_groups(buffer, *groups, region_sizes.size)
+    scores = SortedScores(buffer)
+    ranking = Ranking.from_groups(scores, *groups, region_sizes.size)
     counts = None
     if cut is not None:
         counts = (sum(int(np.count_nonzero(image.anomalous.scores >= cut)) for image in images),
-                  buffer.size - int(np.searchsorted(buffer, cut, side="left")))
+                  scores.count_at_least(cut))
     report = build_report(ranking, fpr_limit, image_values, image_labels, threshold, counts)
     return report, resample_set
 

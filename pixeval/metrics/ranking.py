@@ -6,9 +6,10 @@ scikit-learn.
 
 How: every curve (ROC, PR, PRO) changes direction only at the scores of anomalous pixels, so
 all metrics follow from the counts at the *K distinct anomalous scores*. All scores are sorted
-once as plain floats (no ``argsort``); only the anomalous pixels carry weights. The counts at the
-K values come from a galloping sweep over the sorted scores, so after the sort the work is
-proportional to the number of anomalous pixels.
+once as plain numbers, without ``argsort`` (float32 as radix-sorted integer keys, see
+:class:`SortedScores`); only the anomalous pixels carry weights. The counts at the K values come
+from a galloping sweep over the sorted scores, so after the sort the work is proportional to
+the number of anomalous pixels.
 """
 
 from __future__ import annotations
@@ -19,6 +20,66 @@ import numpy as np
 
 from . import _kernels
 from ._inputs import finite_range, check_labels, ranking_dtype, warn_degenerate
+
+
+class SortedScores:
+    """All scores, sorted so that counts below any value come from a galloping search.
+
+    ``float32`` scores are turned, in place, into order-preserving ``uint32`` keys
+    (:func:`~pixeval.metrics._kernels.encode_in_place`) and radix-sorted in chunks of at most
+    :attr:`CHUNK` keys and at most an eighth of the keys (but at least 2**16), with one chunk of
+    scratch space; counts are summed over the chunks.
+    ``float64`` scores are sorted in place with ``np.sort``, as one chunk. Either way the buffer
+    given is consumed (its content is no longer the scores).
+    """
+
+    CHUNK = 1 << 23
+
+    def __init__(self, buffer: np.ndarray):
+        self.size = buffer.size
+        self.keyed = buffer.dtype == np.float32
+        if not self.keyed:
+            buffer.sort()
+            self.chunks = [buffer]
+            return
+        keys = _kernels.encode_in_place(buffer)
+        size = min(self.CHUNK, max(keys.size // 8, 1 << 16))
+        self.chunks = [keys[start:start + size] for start in range(0, keys.size, size)]
+        scratch = np.empty(min(size, keys.size), np.uint32)
+        for chunk in self.chunks:
+            _kernels.radix_sort(chunk, scratch)
+
+    def _keys(self, values: np.ndarray) -> np.ndarray:
+        return _kernels.encode(values.astype(np.float32)) if self.keyed else values
+
+    def counts_below(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For ascending ``values`` (of the scores' dtype): counts of scores ``< v`` and ``<= v``."""
+        keys = self._keys(values)
+        below = np.zeros(values.size, np.int64)
+        at_or_below = np.zeros(values.size, np.int64)
+        for chunk in self.chunks:
+            chunk_below, chunk_at_or_below = _kernels.counts_below(chunk, keys)
+            below += chunk_below
+            at_or_below += chunk_at_or_below
+        return below, at_or_below
+
+    def next_above(self, values: np.ndarray) -> np.ndarray:
+        """For ascending ``values``: the smallest score > each (``inf`` if none), as float64."""
+        keys = self._keys(values)
+        nearest = np.full(values.size, np.inf)
+        for chunk in self.chunks:
+            _, at_or_below = _kernels.counts_below(chunk, keys)
+            inside = at_or_below < chunk.size
+            found = chunk[at_or_below[inside]]
+            found = _kernels.decode(found) if self.keyed else found
+            nearest[inside] = np.minimum(nearest[inside], found)
+        return nearest
+
+    def count_at_least(self, cut) -> int:
+        """Scores ``>= cut`` (``cut`` of the scores' dtype)."""
+        key = self._keys(np.array([cut]))
+        return int(sum(chunk.size - np.searchsorted(chunk, key[0], side="left")
+                       for chunk in self.chunks))
 
 
 @dataclass(frozen=True)
@@ -79,29 +140,25 @@ class Ranking:
         return np.minimum(np.cumsum(self.weight_per_value[::-1]) / self.n_regions, 1.0)
 
     @classmethod
-    def from_sorted(cls, sorted_scores, pos_scores, pos_regions=None, region_sizes=None, *,
-                    keep_next_above: bool = False) -> Ranking:
-        """Build from all scores sorted ascending and the anomalous pixels' scores (any order).
+    def from_sorted(cls, scores: SortedScores, pos_scores, pos_regions=None, region_sizes=None,
+                    *, keep_next_above: bool = False) -> Ranking:
+        """Build from all scores and the anomalous pixels' scores (any order).
 
-        ``pos_scores`` must have the dtype of ``sorted_scores``. ``pos_regions`` (each anomalous
+        ``pos_scores`` must have the dtype the scores had. ``pos_regions`` (each anomalous
         pixel's region index) and ``region_sizes`` give the PRO weights; None when regions do
         not apply.
         """
         groups = group_by_score(pos_scores, pos_regions, region_sizes)
         n_regions = 0 if region_sizes is None else int(region_sizes.size)
-        return cls.from_groups(sorted_scores, *groups, n_regions, keep_next_above=keep_next_above)
+        return cls.from_groups(scores, *groups, n_regions, keep_next_above=keep_next_above)
 
     @classmethod
-    def from_groups(cls, sorted_scores, values, per_value, weight_per_value, n_regions, *,
-                    keep_next_above: bool = False) -> Ranking:
-        """Build from all scores sorted ascending and :func:`group_by_score`'s output."""
-        below, at_or_below = _kernels.counts_below(sorted_scores, values)
-        n = sorted_scores.size
-        next_above = None
-        if keep_next_above:
-            next_above = np.full(values.size, np.inf)
-            has_next = at_or_below < n
-            next_above[has_next] = sorted_scores[at_or_below[has_next]]
+    def from_groups(cls, scores: SortedScores, values, per_value, weight_per_value, n_regions,
+                    *, keep_next_above: bool = False) -> Ranking:
+        """Build from all scores and :func:`group_by_score`'s output."""
+        below, at_or_below = scores.counts_below(values)
+        n = scores.size
+        next_above = scores.next_above(values) if keep_next_above else None
         if weight_per_value is None:
             weight_per_value = np.zeros(0)
         return cls(values, per_value, weight_per_value, below, at_or_below, int(n),
@@ -116,10 +173,9 @@ class Ranking:
         labels = check_labels(labels, scores.size)
         dtype = ranking_dtype([scores.dtype])
         finite_range(scores, "scores")
-        sorted_scores = scores.astype(dtype, copy=True)
-        pos_scores = sorted_scores[labels]
-        sorted_scores.sort()
-        return cls.from_sorted(sorted_scores, pos_scores, keep_next_above=keep_next_above)
+        buffer = scores.astype(dtype, copy=True)
+        pos_scores = buffer[labels]
+        return cls.from_sorted(SortedScores(buffer), pos_scores, keep_next_above=keep_next_above)
 
     def degenerate_reason(self) -> str | None:
         """Why the ranking metrics are undefined here, or None."""

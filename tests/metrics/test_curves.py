@@ -35,8 +35,10 @@ def _corners(x, y):
 
 
 @pytest.mark.parametrize("levels", [0, 4, 30])
-def test_roc_vertices(levels):
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_roc_vertices(levels, dtype):
     scores, labels = _flat(levels)
+    scores = scores.astype(dtype)
     fpr, tpr, thresholds = roc_curve(scores, labels)
     sk_fpr, sk_tpr, _ = sk_roc_curve(labels, scores, drop_intermediate=False)
     assert _points(fpr, tpr) <= _points(sk_fpr, sk_tpr)

@@ -203,3 +203,18 @@ def test_to_dict_is_flat():
     assert flat["pixel_aupr"] == evaluate(maps, masks).pixel_aupr
     assert all(not isinstance(v, (dict, list, tuple)) for v in flat.values())
     assert isinstance(evaluate(maps, masks), MetricReport)
+
+
+@pytest.mark.parametrize("chunk", [1, 37, 1000])
+def test_scores_sorted_in_several_chunks(monkeypatch, chunk):
+    from pixeval.metrics import curves
+    from pixeval.metrics.ranking import SortedScores
+    maps, masks = make_set(14, levels=40)
+    expected = evaluate(maps, masks, threshold=0.5)
+    expected_curve = curves.pro_curve(maps, masks)
+    monkeypatch.setattr(SortedScores, "CHUNK", chunk)
+    assert evaluate(maps, masks, threshold=0.5) == expected
+    assert expected.pixel_aupr == pytest.approx(
+        average_precision_score(masks.ravel(), maps.ravel()), abs=1e-9)
+    for a, b in zip(curves.pro_curve(maps, masks), expected_curve):
+        np.testing.assert_array_equal(a, b)
