@@ -41,22 +41,19 @@ def _first_index(sorted_scores, value, start, strict):
 
 
 @njit(cache=True)
-def counts_below(sorted_scores, values):
-    """For ascending ``values``: how many scores are ``< v`` and how many are ``<= v``.
+def add_counts_below(sorted_scores, values, below, at_or_below):
+    """For ascending ``values``: add how many scores are ``< v`` to ``below`` and how many are
+    ``<= v`` to ``at_or_below`` (``int64``, in place, so several sorted chunks can be summed).
 
     ``sorted_scores`` is sorted ascending and has the same dtype as ``values`` (so equality is
-    exact). Returns two ``int64`` arrays of ``values.size``.
+    exact).
     """
-    k_total = values.size
-    below = np.empty(k_total, np.int64)
-    at_or_below = np.empty(k_total, np.int64)
     position = 0
-    for k in range(k_total):
+    for k in range(values.size):
         position = _first_index(sorted_scores, values[k], position, False)
-        below[k] = position
+        below[k] += position
         position = _first_index(sorted_scores, values[k], position, True)
-        at_or_below[k] = position
-    return below, at_or_below
+        at_or_below[k] += position
 
 
 @njit(cache=True)

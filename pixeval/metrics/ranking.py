@@ -58,9 +58,7 @@ class SortedScores:
         below = np.zeros(values.size, np.int64)
         at_or_below = np.zeros(values.size, np.int64)
         for chunk in self.chunks:
-            chunk_below, chunk_at_or_below = _kernels.counts_below(chunk, keys)
-            below += chunk_below
-            at_or_below += chunk_at_or_below
+            _kernels.add_counts_below(chunk, keys, below, at_or_below)
         return below, at_or_below
 
     def next_above(self, values: np.ndarray) -> np.ndarray:
@@ -68,7 +66,8 @@ class SortedScores:
         keys = self._keys(values)
         nearest = np.full(values.size, np.inf)
         for chunk in self.chunks:
-            _, at_or_below = _kernels.counts_below(chunk, keys)
+            at_or_below = np.zeros(values.size, np.int64)
+            _kernels.add_counts_below(chunk, keys, np.zeros(values.size, np.int64), at_or_below)
             inside = at_or_below < chunk.size
             found = chunk[at_or_below[inside]]
             found = _kernels.decode(found) if self.keyed else found
