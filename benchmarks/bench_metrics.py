@@ -11,7 +11,9 @@ random blob-shaped regions (seeded). Prints, in one run on the same arrays:
   measured two ways: ``tracemalloc`` (numpy reports its data allocations to it, Numba's do not
   show) and the process's peak resident set size above its size before the call (Linux:
   ``VmHWM`` reset through ``/proc/self/clear_refs``; everything counts);
-* the error of the binned accumulator (``bins``) against the exact values.
+* the error of the binned accumulator (``bins``) against the exact values;
+* bootstrap cost: ``evaluate(..., bootstrap=1000)`` and ``paired_bootstrap`` with 1000
+  resamples on 100 maps of 256×256 from the same generator.
 
 Usage: ``python benchmarks/bench_metrics.py [--small] [--no-sklearn] [--cold]``; ``--cold``
 compiles the Numba kernels from scratch (empty cache directory) to time the real compile.
@@ -32,7 +34,7 @@ from scipy import ndimage
 if "--cold" in sys.argv:  # before pixeval is imported: an empty Numba cache
     os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="pixeval-numba-")
 
-from pixeval.metrics import PixelAccumulator, evaluate  # noqa: E402
+from pixeval.metrics import PixelAccumulator, evaluate, paired_bootstrap  # noqa: E402
 
 
 def make_workload(n_images: int, size: int, seed: int = 0):
@@ -143,6 +145,22 @@ def main() -> None:
             f"{name} {getattr(binned, name) - getattr(report, name):+.1e}"
             for name in ("pixel_auroc", "pixel_aupr", "pixel_f1_max", "pixel_aupro"))
         print(f"binned accumulator, {bins} bins: {binned_time:.2f} s, error vs exact: {errors}")
+
+    del maps, masks
+    n_maps, size, resamples = (20, 128, 200) if args.small else (100, 256, 1000)
+    maps, masks = make_workload(n_maps, size, seed=2)
+    _, plain_time = timed(lambda: evaluate(maps, masks))
+    report, bootstrap_time = timed(lambda: evaluate(maps, masks, bootstrap=resamples))
+    low, high = report.intervals["pixel_aupr"]
+    print(f"bootstrap, {n_maps} maps of {size}x{size}: evaluate {plain_time:.2f} s, with "
+          f"bootstrap={resamples} {bootstrap_time:.2f} s (P-AUPR {report.pixel_aupr:.4f}, "
+          f"95% CI {low:.4f} to {high:.4f})")
+    noisy = maps + np.random.default_rng(3).normal(0, 0.02, maps.shape).astype(np.float32)
+    comparison, paired_time = timed(
+        lambda: paired_bootstrap(maps, noisy, masks, n_resamples=resamples))
+    aupr = comparison["pixel_aupr"]
+    print(f"paired_bootstrap, {resamples} resamples: {paired_time:.2f} s (P-AUPR difference "
+          f"{aupr.difference:+.4f}, CI {aupr.ci_low:+.4f} to {aupr.ci_high:+.4f}, p {aupr.p_value:.3g})")
 
 
 if __name__ == "__main__":
