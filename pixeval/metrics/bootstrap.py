@@ -10,7 +10,7 @@ whole set (see :func:`pixeval.metrics._kernels.resampled_summaries`), so a resam
 O(cells of the drawn images + K) instead of a sort of all its pixels. An image has at most one
 cell per distinct normal score, so heavily tied (e.g. quantised) maps are cheap and continuous
 maps cost about one cell per pixel: 8 bytes per pixel of memory (int32 cell and count) and, on
-the project's 2-core box, about 18 s for 1000 resamples of 100 maps of 256×256 (measured under
+the project's 2-core box, about 15 s for 1000 resamples of 100 maps of 256×256 (measured under
 load from other work; see benchmarks/README.md).
 """
 
@@ -23,7 +23,7 @@ import numpy as np
 
 from . import _kernels
 
-#: Metric names of :func:`resampled_metrics`, in the kernel's column order.
+#: Metric names of the columns of :meth:`Units.summaries`, in the kernel's order.
 _PIXEL_COLUMNS = ("pixel_auroc", "pixel_aupr", "pixel_f1_max", "pixel_aupro")
 _IMAGE_COLUMNS = ("image_auroc", "image_aupr", "image_f1_max")
 

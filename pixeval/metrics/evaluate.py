@@ -1,5 +1,6 @@
-"""``evaluate``: every metric of a set of score maps against their masks, in one call; and
-``paired_bootstrap``: whether two detectors really differ on the same images."""
+"""``evaluate``: every metric of a set of score maps against their masks, in one call;
+``aupro`` alone; and ``paired_bootstrap``: whether two detectors really differ on the same
+images."""
 
 from __future__ import annotations
 
@@ -75,8 +76,8 @@ def paired_bootstrap(score_maps_a, score_maps_b, masks, *, image_scores_a=None,
         image_scores_a, image_scores_b: optional image scores (default: each map's maximum).
         n_resamples, confidence, seed: the bootstrap.
         fpr_limit, threshold: as in :func:`evaluate`.
-        metrics: names to compare (default: every metric with an interval, see
-            :data:`~pixeval.metrics.report.INTERVAL_METRICS`).
+        metrics: names to compare (default: all of the pixel and image metrics, and the
+            metrics at the threshold when one is given).
 
     Returns:
         ``{metric name: PairedComparison}``.

@@ -5,13 +5,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-#: Metrics that get a bootstrap interval (the threshold metrics only when a threshold is given).
-INTERVAL_METRICS = (
-    "pixel_auroc", "pixel_aupr", "pixel_f1_max", "pixel_aupro",
-    "pixel_f1_at_threshold", "pixel_precision_at_threshold", "pixel_recall_at_threshold",
-    "image_auroc", "image_aupr", "image_f1_max",
-)
-
 
 @dataclass
 class MetricReport:
@@ -25,7 +18,10 @@ class MetricReport:
     the limit). With a given ``threshold``: F1, precision and recall at it. Image metrics use one
     score per image (the map's maximum unless given) and the label "mask has an anomalous pixel".
     Undefined metrics are NaN (a warning said why). ``intervals`` maps a metric name to its
-    bootstrap confidence interval (empty unless requested); ``confidence`` is its level.
+    bootstrap percentile interval over ``bootstrap_resamples`` resamples of the images (empty
+    unless requested); ``confidence`` is its level. ``binned`` is true when a binned
+    :class:`~pixeval.metrics.PixelAccumulator` computed the pixel metrics (thresholds restricted
+    to its bin edges).
     """
 
     pixel_auroc: float
