@@ -3,7 +3,7 @@
 Policy (the same everywhere in :mod:`pixeval.metrics`):
 
 * Errors in the input raise ``ValueError`` naming the image index (or the argument) and the
-  problem: a map that is not 2-D, a mask whose shape differs from its map, NaN or infinite
+  problem: a map that is not 2-D or is empty, a mask whose shape differs from its map, NaN or infinite
   scores, a mask that is not binary (more than two distinct values, negative or NaN values;
   ``bool``, 0/1 and 0/255 are all fine, and any value > 0 is anomalous), non-numeric scores,
   different numbers of maps and masks, an empty input, an FPR limit outside (0, 1].
@@ -115,6 +115,8 @@ def as_binary(mask: np.ndarray, where: str) -> np.ndarray:
 def check_pair(score_map: np.ndarray, mask: np.ndarray, index: int) -> np.ndarray:
     """Validate image ``index`` (map and mask); return its boolean mask."""
     where = f"image {index}"
+    if score_map.size == 0:
+        raise ValueError(f"{where}: empty score map (shape {score_map.shape})")
     if score_map.shape != mask.shape:
         raise ValueError(
             f"{where}: score map shape {score_map.shape} differs from mask shape {mask.shape}; "

@@ -182,6 +182,7 @@ def test_constant_maps():
     (lambda maps, masks: (maps, masks * np.uint8(2) + (np.arange(masks.size).reshape(masks.shape) == 3)), "image 0: mask is not binary"),
     (lambda maps, masks: (maps, masks[:3]), "8 score maps but 3 masks"),
     (lambda maps, masks: ([], []), "no images"),
+    (lambda maps, masks: ([maps[0], np.zeros((0, 4))], [masks[0], np.zeros((0, 4))]), "image 1: empty"),
     (lambda maps, masks: (maps[0], masks[0]), "one 2-D array"),
 ])
 def test_invalid_input_names_the_problem(change, match):
