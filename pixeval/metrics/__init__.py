@@ -6,6 +6,16 @@ Conventions (DESIGN.md, "Metric conventions"): a pixel is predicted anomalous wh
 with its threshold, or F1 at a given threshold; AUPRO = the MVTec AD algorithm (8-connected
 regions, PRO interpolated at the FPR limit, trapezoid divided by the limit). Image scores are
 the maps' maxima unless given. The metric core never imports torch, click or pandas.
+
+    from pixeval.metrics import evaluate, PixelAccumulator
+    report = evaluate(score_maps, masks)            # lists of 2-D arrays, or stacked N×H×W
+    report.pixel_aupr, report.pixel_aupro, report.to_dict()
+    acc = PixelAccumulator(); acc.update(score_map, mask); acc.merge(other); acc.compute()
+
+Input policy: invalid input (a map that is not 2-D or is empty, map/mask shape mismatch, NaN or
+infinite scores, a mask that is not binary) raises ``ValueError`` naming the image index; a
+metric undefined on valid input (no anomalous or no normal pixel or image) is NaN with a
+:class:`DegenerateInputWarning` naming the reason. Counts are ``int64``, never float32.
 """
 
 from ._inputs import DegenerateInputWarning
