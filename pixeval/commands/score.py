@@ -3,7 +3,7 @@
 The work is four steps, each in its own module: pair the map files with the ground truth
 (:mod:`pixeval.matching`), read them in parallel threads (:mod:`pixeval.io`; TIFF and PNG decoding
 release the GIL), compute the metrics one category at a time (:func:`pixeval.metrics.evaluate`, so
-memory holds one category's maps), and render the table (:mod:`pixeval.tables`). The table goes
+memory holds two categories' maps: the one scored and the next, read meanwhile), and render the table (:mod:`pixeval.tables`). The table goes
 to standard output (or ``--output``); the layout used, a summary of what was read, notes and the
 progress bar go to standard error, so ``--format csv > table.csv`` stays clean.
 """
@@ -187,10 +187,8 @@ def per_image_rows(items: list[Loaded], threshold: float) -> list[dict]:
         scores, labels = item.scores.ravel(), item.mask.ravel()
         n_anomalous = int(np.count_nonzero(labels))
         n_normal = labels.size - n_anomalous
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ap = average_precision(scores, labels) if n_anomalous and n_normal else np.nan
-            f1 = f1_max(scores, labels)[0] if n_anomalous and n_normal else np.nan
+        ap = average_precision(scores, labels) if n_anomalous and n_normal else np.nan
+        f1 = f1_max(scores, labels)[0] if n_anomalous and n_normal else np.nan
         false_positives = np.count_nonzero(scores[~labels] >= threshold) if n_normal else 0
         rows.append({"map": item.pair.name, "category": item.pair.category, "defect": item.defect,
                      "image_score": item.pair.image_score if item.pair.image_score is not None
