@@ -43,18 +43,10 @@ class FolderDataset(Dataset):
 
     def __init__(self, root: str | Path, name: str | None = None) -> None:
         super().__init__(root, name)
-        if not self.root.is_dir():
-            raise DatasetError(f"dataset folder {self.root} does not exist")
-        if _is_category(self.root):
-            self._folders = {self.root.name: self.root}
-        else:
-            self._folders = {p.name: p for p in sorted(self.root.iterdir()) if _is_category(p)}
-        if not self._folders:
-            found = sorted(p.name + ("/" if p.is_dir() else "") for p in self.root.iterdir())
-            raise DatasetError(
-                f"{self.root} is not a plain image folder: expected normal/ and abnormal/ folders "
-                f"(with masks/ for the anomalous images' masks), either in it or in one subfolder per "
-                f"category; found {preview(found) or 'an empty folder'}")
+        self._folders = self._category_folders(
+            _is_category,
+            "a plain image folder: expected normal/ and abnormal/ folders (with masks/ for the anomalous "
+            "images' masks), either in it or in one subfolder per category")
 
     @property
     def categories(self) -> list[str]:

@@ -39,18 +39,10 @@ class MVTecDataset(Dataset):
 
     def __init__(self, root: str | Path, name: str | None = None) -> None:
         super().__init__(root, name)
-        if not self.root.is_dir():
-            raise DatasetError(f"MVTec-layout dataset folder {self.root} does not exist")
-        if _is_category(self.root):
-            self._folders = {self.root.name: self.root}
-        else:
-            self._folders = {p.name: p for p in sorted(self.root.iterdir()) if _is_category(p)}
-        if not self._folders:
-            found = sorted(p.name + ("/" if p.is_dir() else "") for p in self.root.iterdir())
-            raise DatasetError(
-                f"{self.root} is not in the MVTec AD layout: expected category folders holding "
-                f"train/good/ and test/<defect>/ (e.g. {self.root}/bottle/train/good/000.png), or a single "
-                f"category folder holding train/ and test/; found {preview(found) or 'an empty folder'}")
+        self._folders = self._category_folders(
+            _is_category,
+            f"in the MVTec AD layout: expected category folders holding train/good/ and test/<defect>/ "
+            f"(e.g. {self.root}/bottle/train/good/000.png), or a single category folder holding train/ and test/")
 
     @property
     def categories(self) -> list[str]:

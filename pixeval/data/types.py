@@ -15,12 +15,13 @@ Definitions shared by all layouts:
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from pixeval.data.files import DatasetError, image_size, read_image, read_mask
+from pixeval.data.files import DatasetError, image_size, preview, read_image, read_mask
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,20 @@ class Dataset(abc.ABC):
     @abc.abstractmethod
     def load_category(self, name: str) -> CategoryData:
         """The train, test and validation samples of category ``name``."""
+
+    def _category_folders(self, is_category: Callable[[Path], bool], expected: str) -> dict[str, Path]:
+        """Category name -> folder: the root itself when ``is_category(root)``, else the root's
+        subfolders for which it holds. Raises :class:`DatasetError` when the root does not exist
+        or holds no category, saying what was ``expected`` and what was found."""
+        if not self.root.is_dir():
+            raise DatasetError(f"{self.layout} dataset folder {self.root} does not exist")
+        if is_category(self.root):
+            return {self.root.name: self.root}
+        folders = {p.name: p for p in sorted(self.root.iterdir()) if is_category(p)}
+        if not folders:
+            found = sorted(p.name + ("/" if p.is_dir() else "") for p in self.root.iterdir())
+            raise DatasetError(f"{self.root} is not {expected}; found {preview(found) or 'an empty folder'}")
+        return folders
 
     def _check_category(self, name: str) -> None:
         if name not in self.categories:
