@@ -8,7 +8,8 @@ fusion weights by P-AUPR on the validation images (step 0.05), then score the te
 * ``CFA``: the image branch alone (it is CFA with the same seed: tests/test_sp_cfa.py checks
   that it gives CFA.fit's maps), predicted through the CFA detector;
 * ``org+small``, ``org+big``, ``all three``: the weights chosen with the other weight fixed at 0
-  (``all three`` is Sp-CFA, predicted through SpCFA.predict).
+  (``all three`` is Sp-CFA, predicted through SpCFA.predict);
+* ``diag: small alone``, ``diag: big alone``: one superpixel branch with weight 1 (diagnostics).
 
 Prints one row per run, then mean ± std over seeds per category, plus timings (training incl.
 feature extraction and tuning; test prediction), peak resident memory of the process and
@@ -39,6 +40,8 @@ import torch
 METRICS = {"P-AUPR": "pixel_aupr", "P-F1": "pixel_f1_max", "P-AUROC": "pixel_auroc",
            "P-AUPRO": "pixel_aupro", "I-AUROC": "image_auroc"}
 VARIANTS = {"org+small": (True, True, False), "org+big": (True, False, True), "all three": (True, True, True)}
+#: Diagnostics: one superpixel branch alone, untuned.
+SINGLE = {"small alone": (0.0, 1.0, 0.0), "big alone": (0.0, 0.0, 1.0)}
 
 
 def run_one(category, seed: int, args) -> list[dict]:
@@ -86,7 +89,21 @@ def run_one(category, seed: int, args) -> list[dict]:
         rows.append(_row(category.name, seed, f"Sp-CFA {name}", maps, masks, fit_s,
                          sp_predict_s if name == "all three" else float("nan"), len(images),
                          {**result.params(), "val_aupr": result.value}))
+    val = _alone(chosen["all three"].candidates, args.rs_s, args.rs_b)
+    rows[0]["chosen"] = {"val_aupr": val["CFA"]}
+    for name, (a1, a2, a3) in SINGLE.items():
+        weights = {"org": a1, f"rs{args.rs_s}": a2, f"rs{args.rs_b}": a3}
+        maps = to_image_maps(torch.from_numpy(fuse(branch_maps, weights)), images, args.resolution)
+        rows.append(_row(category.name, seed, f"diag: {name}", maps, masks, fit_s, float("nan"), len(images),
+                         {"val_aupr": val[name]}))
     return rows
+
+
+def _alone(candidates: list[dict], rs_s: int, rs_b: int) -> dict[str, float]:
+    """Validation AUPR of each branch alone (weight 1), read from the searched candidates."""
+    names = {(1.0, 0.0, 0.0): "CFA", (0.0, 1.0, 0.0): "small alone", (0.0, 0.0, 1.0): "big alone"}
+    return {names[(r["a1"], r["a2"], r["a3"])]: r["aupr"] for r in candidates
+            if (r["rs_s"], r["rs_b"]) == (rs_s, rs_b) and (r["a1"], r["a2"], r["a3"]) in names}
 
 
 def _row(category, seed, variant, maps, masks, fit_s, predict_s, n_images, chosen) -> dict:
