@@ -38,9 +38,11 @@ CONFIG_OPTIONS = {"data": "data", "categories": "categories", "detectors": "dete
                    "mirrored layout under DIR/maps/<detector>/<dataset>/seed<N>/.")
 @click.option("--examples", type=int, metavar="N", help="Anomalous images per job kept for the "
                                                          "report's qualitative grid (default: 3).")
-@click.option("--jobs", type=int, metavar="N", help="Run N jobs at once in worker processes (default: 1).")
+@click.option("--jobs", type=int, metavar="N", help="Run N jobs at once in worker processes (default: 1); "
+                                                   "progress shows a bar per running job.")
 @click.option("--scheduler", metavar="tcp://HOST:PORT",
-              help="Send the jobs to this Dask scheduler (needs pip install 'pixeval[dask]').")
+              help="Send the jobs to this Dask scheduler (needs pip install 'pixeval[dask]'); progress "
+                   "shows a bar per running job.")
 @click.option("--import", "imports", multiple=True, metavar="MODULE",
               help="Import MODULE first (here and on every worker) to register its detectors.")
 @click.option("--force", is_flag=True, help="Redo jobs the run folder already holds.")
@@ -48,7 +50,8 @@ CONFIG_OPTIONS = {"data": "data", "categories": "categories", "detectors": "dete
               help="Format of the printed table.")
 @click.option("--primary", default="pixel_aupr", show_default=True, help="Metric that orders the table.")
 @click.option("--progress/--no-progress", default=None,
-              help="Progress bars on stderr (default: when stderr is a terminal).")
+              help="Progress bars on stderr, for the grid and each running job's phase (default: when "
+                   "stderr is a terminal).")
 @click.pass_context
 def command(ctx: click.Context, config_file: str | None, force: bool, fmt: str, primary: str,
             progress: bool | None, **options) -> None:
