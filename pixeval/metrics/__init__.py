@@ -11,6 +11,8 @@ the maps' maxima unless given. The metric core never imports torch, click or pan
     report = evaluate(score_maps, masks)            # lists of 2-D arrays, or stacked N×H×W
     report.pixel_aupr, report.pixel_aupro, report.to_dict()
     acc = PixelAccumulator(); acc.update(score_map, mask); acc.merge(other); acc.compute()
+    paired_bootstrap(maps_a, maps_b, masks)         # is A's lead over B more than chance?
+    bootstrap_samples(score_maps, masks, seed=s)    # every metric per resample; paired across calls
 
 Input policy: invalid input (a map that is not 2-D or is empty, map/mask shape mismatch, NaN or
 infinite scores, a mask that is not binary) raises ``ValueError`` naming the image index; a
@@ -22,7 +24,7 @@ from ._inputs import DegenerateInputWarning
 from .accumulator import PixelAccumulator
 from .bootstrap import PairedComparison
 from .curves import precision_recall_curve, pro_curve, roc_curve
-from .evaluate import aupro, evaluate, paired_bootstrap
+from .evaluate import aupro, bootstrap_samples, evaluate, paired_bootstrap
 from .ranking import auroc, average_precision, f1_at_threshold, f1_max
 from .report import MetricReport
 
@@ -34,6 +36,7 @@ __all__ = [
     "aupro",
     "auroc",
     "average_precision",
+    "bootstrap_samples",
     "evaluate",
     "f1_at_threshold",
     "f1_max",

@@ -5,6 +5,11 @@ draws n images with replacement; every metric is recomputed on it exactly, and t
 the percentile interval of the resampled values. Resamples where a metric is undefined (e.g. no
 anomalous image drawn) are left out of that metric's interval.
 
+The resamples are drawn by :func:`draw_multiplicities` from the image count, the number of
+resamples and the seed alone, so two detectors scored on the same images with the same seed see
+the same resamples: their resampled values are paired (:func:`~pixeval.metrics.paired_bootstrap`,
+and :func:`~pixeval.metrics.bootstrap_samples` kept per detector and compared later).
+
 Speed: each image is reduced once to cell counts against the K distinct anomalous scores of the
 whole set (see :func:`pixeval.metrics._kernels.resampled_summaries`), so a resample costs
 O(cells of the drawn images + K) instead of a sort of all its pixels. An image has at most one

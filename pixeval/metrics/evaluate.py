@@ -1,8 +1,10 @@
 """``evaluate``: every metric of a set of score maps against their masks, in one call;
-``aupro`` alone; and ``paired_bootstrap``: whether two detectors really differ on the same
-images."""
+``aupro`` alone; ``bootstrap_samples``: every metric on each bootstrap resample of the images;
+and ``paired_bootstrap``: whether two detectors really differ on the same images."""
 
 from __future__ import annotations
+
+import numpy as np
 
 from ._inputs import as_image_list, check_fpr_limit, warn_degenerate
 from .bootstrap import PairedComparison, check_bootstrap_args, compare, draw_multiplicities
@@ -84,23 +86,52 @@ def paired_bootstrap(score_maps_a, score_maps_b, masks, *, image_scores_a=None,
     """
     fpr_limit = check_fpr_limit(fpr_limit)
     check_bootstrap_args(n_resamples, confidence)
-    if n_resamples < 1:
-        raise ValueError("paired_bootstrap needs n_resamples >= 1")
+    _check_resamples(n_resamples, "paired_bootstrap")
     mask_list = as_image_list(masks, "masks")
-    results = []
-    for maps, image_scores in ((score_maps_a, image_scores_a), (score_maps_b, image_scores_b)):
-        buffer, images, chunks = collect(maps, mask_list)
-        report, resample_set = analyse(buffer, images, chunks, image_scores=image_scores,
-                                       fpr_limit=fpr_limit, threshold=threshold, resample=True)
-        del buffer, chunks
-        results.append((report, resample_set))
-    (report_a, set_a), (report_b, set_b) = results
-    multiplicities = draw_multiplicities(set_a.n_images, n_resamples, seed)
-    samples_a = set_a.metrics(multiplicities, fpr_limit)
-    samples_b = set_b.metrics(multiplicities, fpr_limit)
+    (report_a, samples_a), (report_b, samples_b) = (
+        _report_and_samples(maps, mask_list, image_scores, n_resamples, seed, fpr_limit, threshold)
+        for maps, image_scores in ((score_maps_a, image_scores_a), (score_maps_b, image_scores_b)))
     names = list(samples_a) if metrics is None else list(metrics)
     unknown = [name for name in names if name not in samples_a]
     if unknown:
         raise ValueError(f"metrics: unknown or unavailable {unknown}; choose from {list(samples_a)}")
     return {name: compare(name, getattr(report_a, name), getattr(report_b, name),
                           samples_a[name], samples_b[name], confidence) for name in names}
+
+
+def bootstrap_samples(score_maps, masks, *, image_scores=None, n_resamples: int = 1000,
+                      seed: int = 0, fpr_limit: float = 0.3) -> dict[str, np.ndarray]:
+    """Every pixel and image metric on each of ``n_resamples`` bootstrap resamples of the images.
+
+    Resample ``b`` takes image ``j`` ``m[b, j]`` times, where ``m`` is
+    ``draw_multiplicities(n_images, n_resamples, seed)``
+    (:func:`pixeval.metrics.bootstrap.draw_multiplicities`); each value equals :func:`evaluate` on
+    that resampled image list, and is NaN where the metric is undefined on it (e.g. no anomalous
+    image drawn). Returns ``{metric name: float64 array of length n_resamples}``.
+
+    **Pairing**: the resamples depend only on the number of images, ``n_resamples`` and ``seed``.
+    Two calls on the same images (in the same order) with the same ``n_resamples`` and ``seed``
+    use the same resamples, so the samples of two detectors are paired: ``samples_a[b] -
+    samples_b[b]`` is the difference on one resample, as in :func:`paired_bootstrap`.
+    """
+    fpr_limit = check_fpr_limit(fpr_limit)
+    _check_resamples(n_resamples, "bootstrap_samples")
+    return _report_and_samples(score_maps, masks, image_scores, n_resamples, seed, fpr_limit,
+                               None)[1]
+
+
+def _check_resamples(n_resamples: int, caller: str) -> None:
+    if int(n_resamples) != n_resamples or n_resamples < 1:
+        raise ValueError(f"{caller} needs an integer n_resamples >= 1, got {n_resamples}")
+
+
+def _report_and_samples(score_maps, masks, image_scores, n_resamples: int, seed: int,
+                        fpr_limit: float, threshold: float | None
+                        ) -> tuple[MetricReport, dict[str, np.ndarray]]:
+    """The report of all images and every metric on each resample (see :func:`bootstrap_samples`)."""
+    buffer, images, chunks = collect(score_maps, masks)
+    report, resample_set = analyse(buffer, images, chunks, image_scores=image_scores,
+                                   fpr_limit=fpr_limit, threshold=threshold, resample=True)
+    del buffer, chunks
+    multiplicities = draw_multiplicities(resample_set.n_images, n_resamples, seed)
+    return report, resample_set.metrics(multiplicities, fpr_limit)

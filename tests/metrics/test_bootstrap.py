@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 
-from pixeval.metrics import evaluate, paired_bootstrap
-from pixeval.metrics.bootstrap import draw_multiplicities
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from pixeval.metrics import bootstrap_samples, evaluate, paired_bootstrap
+from pixeval.metrics.bootstrap import compare, draw_multiplicities
 from pixeval.metrics.pooled import analyse, collect
 
 from test_evaluate import make_set, quiet_evaluate
@@ -60,3 +62,44 @@ def test_paired_bootstrap():
     assert same["pixel_aupro"].difference == 0 and same["pixel_aupro"].p_value == 1.0
     with pytest.raises(ValueError, match="unknown"):
         paired_bootstrap(maps, maps, masks, n_resamples=5, metrics=["nope"])
+
+
+def test_bootstrap_samples_equal_a_slow_reference_on_the_repeated_images():
+    maps, masks = make_set(33, n_images=10, levels=0, dtype=np.float64)
+    image_scores = maps.mean(axis=(1, 2))
+    samples = bootstrap_samples(maps, masks, image_scores=image_scores, n_resamples=6, seed=9,
+                                fpr_limit=0.25)
+    assert all(values.shape == (6,) for values in samples.values())
+    # the reference builds each resampled image list explicitly, repeating the drawn images
+    for b, row in enumerate(draw_multiplicities(len(maps), 6, seed=9)):
+        chosen = np.repeat(np.arange(len(maps)), row)
+        expected = quiet_evaluate(list(maps[chosen]), list(masks[chosen]), image_scores[chosen],
+                                  fpr_limit=0.25)
+        for name, values in samples.items():
+            assert values[b] == pytest.approx(getattr(expected, name), abs=1e-12, nan_ok=True), name
+        labels, scores = masks[chosen].ravel(), maps[chosen].ravel()
+        if labels.any():
+            assert samples["pixel_auroc"][b] == pytest.approx(roc_auc_score(labels, scores), abs=1e-9)
+            assert samples["pixel_aupr"][b] == pytest.approx(average_precision_score(labels, scores),
+                                                             abs=1e-9)
+
+
+def test_bootstrap_samples_of_two_detectors_are_paired():
+    maps, masks = make_set(34, n_images=12)
+    noisy = maps + np.random.default_rng(1).normal(0, 0.4, maps.shape)
+    samples_a = bootstrap_samples(maps, masks, n_resamples=150, seed=4)
+    samples_b = bootstrap_samples(noisy, masks, n_resamples=150, seed=4)
+    # same seed, same image count: the same resamples, so compare() on them is paired_bootstrap
+    paired = paired_bootstrap(maps, noisy, masks, n_resamples=150, seed=4)
+    report_a, report_b = evaluate(maps, masks), evaluate(noisy, masks)
+    for name, comparison in paired.items():
+        again = compare(name, getattr(report_a, name), getattr(report_b, name), samples_a[name],
+                        samples_b[name], 0.95)
+        assert again == comparison, name
+    repeated = bootstrap_samples(maps, masks, n_resamples=150, seed=4)
+    for name, values in samples_a.items():
+        np.testing.assert_array_equal(values, repeated[name])
+    other_seed = bootstrap_samples(maps, masks, n_resamples=150, seed=5)
+    assert not np.array_equal(other_seed["pixel_aupr"], samples_a["pixel_aupr"])
+    with pytest.raises(ValueError, match="n_resamples >= 1"):
+        bootstrap_samples(maps, masks, n_resamples=0)
