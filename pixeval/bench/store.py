@@ -5,6 +5,8 @@ Layout of a run folder::
     RUN/config.yaml                    the configuration (pixeval bench --config RUN/config.yaml repeats it)
     RUN/jobs/<job key>/result.json     the job, its metrics and metadata
     RUN/jobs/<job key>/curves.npz      thinned pixel ROC / PR / PRO curves
+    RUN/jobs/<job key>/resamples.npz   every pixel and image metric on each bootstrap resample of the
+                                       test images (runs made before pixeval kept them lack it)
     RUN/jobs/<job key>/examples.npz    pictures for the qualitative grid
     RUN/maps/<detector>/<dataset>/seed<N>/<category>/test/<defect>/<id>.tiff   (with --save-maps)
     RUN/results.csv  (and results.parquet when pyarrow is installed)
@@ -17,7 +19,8 @@ replaced.
 
 The **tidy table** has one row per (detector, dataset, category, seed, metric) with the value and
 the job's metadata (:data:`META_COLUMNS`); it is rebuilt from the job folders, which stay the
-authority, so several runs can be read and combined (:func:`read_runs`).
+authority, so several runs can be read and combined (:func:`read_runs`), and the bootstrap
+samples of the jobs in such a table read back beside it (:func:`read_resamples`).
 """
 
 from __future__ import annotations
@@ -91,6 +94,7 @@ class RunStore:
                   "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         (tmp / "result.json").write_text(json.dumps(record, indent=1, default=_json_default))
         np.savez_compressed(tmp / "curves.npz", **result.curves)
+        np.savez_compressed(tmp / "resamples.npz", **result.resamples)
         np.savez_compressed(tmp / "examples.npz", **result.examples)
         _swap_into_place(tmp, target)
         return target
@@ -170,12 +174,25 @@ def read_runs(paths: list[str | Path]) -> pd.DataFrame:
 
 
 def load_job_arrays(run: str | Path, job_key: str, kind: str) -> dict[str, np.ndarray]:
-    """The ``curves`` or ``examples`` arrays stored with a finished job (empty if none)."""
+    """The ``curves``, ``resamples`` or ``examples`` arrays stored with a finished job (empty if
+    none)."""
     path = Path(run) / "jobs" / job_key / f"{kind}.npz"
     if not path.exists():
         return {}
     with np.load(path) as data:
         return {name: data[name] for name in data.files}
+
+
+def read_resamples(table: pd.DataFrame, metric: str) -> dict[tuple[str, str, str, int], np.ndarray]:
+    """The bootstrap samples of ``metric`` (float64) of each job in a tidy table (its ``run`` and
+    ``job`` columns say where the job is stored), by ``(detector, dataset, category, seed)``. Jobs
+    without them (runs made before they were kept, or a run folder that is gone) are left out."""
+    samples = {}
+    for row in table.drop_duplicates(["run", "job"]).itertuples():
+        arrays = load_job_arrays(row.run, row.job, "resamples")
+        if metric in arrays:
+            samples[(row.detector, row.dataset, row.category, int(row.seed))] = arrays[metric].astype(np.float64)
+    return samples
 
 
 def _swap_into_place(tmp: Path, target: Path) -> None:
