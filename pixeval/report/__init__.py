@@ -21,14 +21,19 @@ def render_tables(results: pd.DataFrame, fmt: str = "table", *, metrics=DEFAULT_
                   primary: str = PRIMARY, per_category: bool = False) -> str:
     """The ranked table (and, with ``per_category``, one table per category) in format ``fmt``.
 
+    ``results`` is a tidy table (:mod:`pixeval.bench.store`); the bootstrap samples of its jobs, for
+    the p vs next column, are read from the run folders its ``run`` column names.
+
     In ``json`` the tables form one document ``{"ranked": [...], "categories": {...}}``; in
     ``csv`` they follow one another, each after a ``# title`` line.
     """
+    from pixeval.bench.store import read_resamples
     from pixeval.tables import format_table, table_records
 
     if results.empty:
         raise ReportError("there are no finished jobs to report")
-    tables: list[tuple[str, RankedTable]] = [("ranked", ranked_table(results, metrics, primary))]
+    resamples = read_resamples(results, primary)
+    tables: list[tuple[str, RankedTable]] = [("ranked", ranked_table(results, metrics, primary, resamples))]
     if per_category:
         tables += category_tables(results, metrics, primary)
     if fmt == "json":

@@ -12,20 +12,25 @@ Definitions, for a chosen list of metrics and a primary metric:
   over seeds (1 = best, ties share the average rank; NaN values take no rank); a detector's
   average rank is the mean of its ranks over all those (category, metric) pairs.
 * Rows are sorted by the primary metric, best first (NaN last).
-* **p vs next**: the p-value of the paired sign-flip test (:mod:`pixeval.report.significance`) of
-  the primary metric's difference between a row and the next, paired over cells.
+* **p vs next**: the p-value of a paired test of the primary metric's difference between a row
+  and the next (:mod:`pixeval.report.significance`): the paired bootstrap over test images when
+  every cell of both rows has bootstrap samples (resamples in the store), else the exact paired
+  sign-flip test over cells. The caption says which test the rows use, and a note names any
+  pair that had to fall back.
 
 Every metric here is "higher is better".
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from pixeval.report.significance import sign_flip_test, smallest_p_value
+from pixeval.report.significance import (BOOTSTRAP, PairedTest, bootstrap_test, sign_flip_test,
+                                         smallest_bootstrap_p_value, smallest_p_value)
 
 #: Metric name in the results store -> column title.
 METRIC_TITLES = {
@@ -43,6 +48,9 @@ PRIMARY = "pixel_aupr"
 #: Significance level for the ``*`` in captions.
 ALPHA = 0.05
 CELL = ["dataset", "category", "seed"]
+#: Bootstrap samples of one metric by (detector, dataset, category, seed), as
+#: :func:`pixeval.bench.store.read_resamples` reads them.
+Resamples = Mapping[tuple, np.ndarray]
 
 
 class ReportError(ValueError):
@@ -84,8 +92,9 @@ def cell_values(results: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
 
 
 def ranked_table(results: pd.DataFrame, metrics: list[str] | tuple[str, ...] = DEFAULT_METRICS,
-                 primary: str = PRIMARY) -> RankedTable:
-    """The ranked comparison table (see the module docstring)."""
+                 primary: str = PRIMARY, resamples: Resamples | None = None) -> RankedTable:
+    """The ranked comparison table (see the module docstring); ``resamples``: the primary
+    metric's bootstrap samples of the jobs (without them, every p vs next is a sign-flip test)."""
     metrics = list(dict.fromkeys([primary, *metrics]))
     cells = cell_values(results, metrics)
     n_cells = len(cells[CELL].drop_duplicates())
@@ -104,27 +113,60 @@ def ranked_table(results: pd.DataFrame, metrics: list[str] | tuple[str, ...] = D
 
     order = list(frame.index)
     paired = cells.set_index(["detector", *CELL])[primary]
-    p_next = []
-    for upper, lower in zip(order, order[1:]):
-        a, b = paired.loc[upper], paired.loc[lower]
-        p_next.append(sign_flip_test(a.to_numpy(), b.reindex(a.index).to_numpy()).p_value)
-    frame["p vs next"] = p_next + [np.nan]
+    tests = [neighbour_test(paired, upper, lower, resamples or {}) for upper, lower in zip(order, order[1:])]
+    frame["p vs next"] = [test.p_value for test in tests] + [np.nan]
     frame.index.name = "detector"
 
     highlight = {metric_title(m): "max" for m in metrics}
     highlight["avg rank"] = "min"
     spread = f"mean ± sd (the sd columns) over {len(seeds)} seeds" if len(seeds) > 1 else "one seed"
+    test_text, notes = significance_text(tests, order, metric_title(primary), n_cells, bool(resamples))
     caption = (f"Detectors ranked by {metric_title(primary)}; each metric is the mean over "
                f"{cells[['dataset', 'category']].drop_duplicates().shape[0]} categories, {spread}. "
                f"P-F1max is the F1 at the best threshold chosen on the test set (optimistic). "
-               f"avg rank: mean rank over categories × metrics (1 = best). p vs next: two-sided exact "
-               f"paired sign-flip test of the {metric_title(primary)} difference with the next row over "
-               f"{n_cells} dataset × category × seed cells (smallest possible p = "
-               f"{smallest_p_value(n_cells):.2g}; p < {ALPHA} is significant).")
-    notes = []
+               f"avg rank: mean rank over categories × metrics (1 = best). {test_text}")
     if n_cells < n_all:
         notes.append(f"{n_all - n_cells} of {n_all} cells lack results from some detector and are left out.")
     return RankedTable(frame.reset_index(), highlight, caption, notes)
+
+
+def neighbour_test(paired: pd.Series, upper: str, lower: str, resamples: Resamples) -> PairedTest:
+    """``upper`` against ``lower`` on the primary metric (``paired``: values by detector and
+    cell): the bootstrap test when every cell of both has samples of one length, else the
+    sign-flip test."""
+    a = paired.loc[upper]
+    b = paired.loc[lower].reindex(a.index)
+    samples = [[resamples.get((detector, *cell)) for cell in a.index] for detector in (upper, lower)]
+    lengths = {s.shape for side in samples for s in side if s is not None}
+    if all(s is not None for side in samples for s in side) and len(lengths) == 1:
+        return bootstrap_test(a.to_numpy(), b.to_numpy(), np.stack(samples[0]), np.stack(samples[1]),
+                              a.index.get_level_values("seed").to_numpy())
+    return sign_flip_test(a.to_numpy(), b.to_numpy())
+
+
+def significance_text(tests: list[PairedTest], order: list[str], title: str, n_cells: int,
+                      any_samples: bool) -> tuple[str, list[str]]:
+    """The caption's sentence on the p vs next column, and notes naming the pairs that used the
+    sign-flip fallback while others used the bootstrap (``any_samples``: whether the results had
+    bootstrap samples at all)."""
+    sign_flip = (f"exact paired sign-flip test of the {title} difference with the next row over {n_cells} "
+                 f"dataset × category × seed cells (smallest possible p = {smallest_p_value(n_cells):.2g})")
+    booted = [test.method == BOOTSTRAP for test in tests]
+    if not tests:
+        return "p vs next: none, for a single detector.", []
+    if not any(booted):
+        reason = "some cells lack paired bootstrap samples" if any_samples else \
+            "these results have no bootstrap samples"
+        return f"p vs next: two-sided {sign_flip}, since {reason}; p < {ALPHA} is significant.", []
+    n_resamples = max(test.n_resamples for test in tests)
+    text = (f"p vs next: two-sided paired bootstrap test of the {title} difference with the next row: "
+            f"{n_resamples} resamples of each category's test images, the same for every detector and "
+            f"seed, drawn independently per category; the difference averaged as the table averages "
+            f"(smallest possible p = {smallest_bootstrap_p_value(n_resamples):.2g}; p < {ALPHA} is "
+            f"significant).")
+    notes = [f"p vs next of {upper} (vs {lower}): {sign_flip}, since some of their cells lack paired "
+             f"bootstrap samples." for upper, lower, test in zip(order, order[1:], tests) if test.method != BOOTSTRAP]
+    return text, notes
 
 
 def average_ranks(cells: pd.DataFrame, metrics: list[str]) -> pd.Series:
