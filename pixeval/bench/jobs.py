@@ -50,6 +50,7 @@ class BenchConfig:
     out: str = "runs/bench"
     save_maps: bool = False
     examples: int = 3
+    bootstrap: int = 1000
     jobs: int = 1
     scheduler: str | None = None
     imports: list[str] = field(default_factory=list)
@@ -74,6 +75,7 @@ class Job:
     imports: tuple[str, ...] = ()
     save_maps: bool = False
     examples: int = 3
+    bootstrap: int = 1000
 
     @property
     def key(self) -> str:
@@ -184,7 +186,7 @@ def make_config(values: dict[str, Any]) -> BenchConfig:
         values["seeds"] = parse_seeds(values["seeds"])
     if "params" in values and not isinstance(values["params"], dict):
         values["params"] = parse_params(values["params"])
-    for name, lo in (("jobs", 1), ("examples", 0), ("resolution", 1)):
+    for name, lo in (("jobs", 1), ("examples", 0), ("bootstrap", 0), ("resolution", 1)):
         if values.get(name) is not None:
             try:
                 values[name] = int(values[name])
@@ -256,7 +258,7 @@ def expand_jobs(config: BenchConfig) -> list[Job]:
                     jobs.append(Job(name, str(spec), dataset.name, category, seed,
                                     tuple(sorted(params.items())),
                                     json.dumps({**full, "seed": seed}, sort_keys=True, default=str),
-                                    tuple(config.imports), config.save_maps, config.examples))
+                                    tuple(config.imports), config.save_maps, config.examples, config.bootstrap))
     missing = sorted(set(config.categories or ()) - seen_categories)
     if missing:
         raise ConfigError(f"--categories: {', '.join(missing)} in none of the datasets "

@@ -8,15 +8,14 @@ process that owns the run folder.
 
 Besides the metrics a result keeps, small enough to ship back from a remote worker:
 
-* **resamples**: every pixel and image metric on each of :data:`RESAMPLES` bootstrap resamples
-  of the test images (:func:`pixeval.metrics.bootstrap_samples`, float32), drawn with a seed
+* **resamples**: every pixel and image metric on each of the job's ``bootstrap`` resamples
+  (``pixeval bench --bootstrap N``, default 1000; none with 0) of the test images (:func:`pixeval.metrics.bootstrap_samples`, float32), drawn with a seed
   that depends only on the dataset's name and the category (:func:`resample_seed`). Every
   detector and every seed of one category is therefore scored on the same resamples, so the
   report can test differences between detectors with a paired bootstrap
-  (:mod:`pixeval.report.significance`). The time grows with test pixels × :data:`RESAMPLES`
-  (under a second for 40 maps of 128×128 on 2 cores; for a hundred continuous maps of
-  1024×1024, extrapolated from benchmarks/README.md, about four minutes), and it holds 8 bytes
-  per test pixel while it runs;
+  (:mod:`pixeval.report.significance`). The time grows with the test pixels and the number of
+  resamples (1000 resamples, on the 2-core box: 0.4 s for 40 maps of 128×128, 11 s for 20
+  continuous maps of 1024×1024), and it holds 8 bytes per test pixel while it runs;
 * **curves**: the pixel ROC, precision-recall and PRO curves, thinned to at most
   :data:`CURVE_POINTS` points each, for the report's plots;
 * **examples**: for a few anomalous test images (evenly spread over the test set's order, so every
@@ -47,8 +46,6 @@ from pixeval.registry import ProgressCallback, create_detector
 
 #: Most points kept per curve.
 CURVE_POINTS = 400
-#: Bootstrap resamples of each job's test images kept for the report's significance test.
-RESAMPLES = 1000
 #: Longest side, in pixels, of the pictures kept for the qualitative grid.
 EXAMPLE_SIZE = 160
 #: Distributions whose versions every result records (those installed).
@@ -116,8 +113,9 @@ def run_job(job: Job, progress: ProgressCallback | None = None) -> JobResult:
               "peak_memory_mb": peak, "n_train": len(train), "n_test": len(test),
               "versions": package_versions(), "host": platform.node(), "pid": os.getpid()},
         curves=pixel_curves(maps, masks),
-        resamples={name: values.astype(np.float32) for name, values in bootstrap_samples(
-            maps, masks, image_scores=image_scores, n_resamples=RESAMPLES, seed=resample_seed(job)).items()},
+        resamples=({name: values.astype(np.float32) for name, values in bootstrap_samples(
+            maps, masks, image_scores=image_scores, n_resamples=job.bootstrap, seed=resample_seed(job)).items()}
+            if job.bootstrap else {}),
         examples=pick_examples(data.test, test, masks, maps, threshold, job.examples),
         maps=[(_map_path(s), m) for s, m in zip(data.test, maps)] if job.save_maps else [],
     )

@@ -11,7 +11,7 @@ from pixeval.tables import FORMATS
 #: Command-line option -> BenchConfig field, for options that a config file may also set.
 CONFIG_OPTIONS = {"data": "data", "categories": "categories", "detectors": "detectors", "param": "params",
                   "seeds": "seeds", "backbone": "backbone", "resolution": "resolution", "device": "device",
-                  "out": "out", "save_maps": "save_maps", "examples": "examples", "jobs": "jobs",
+                  "out": "out", "save_maps": "save_maps", "examples": "examples", "bootstrap": "bootstrap", "jobs": "jobs",
                   "scheduler": "scheduler", "imports": "imports"}
 
 
@@ -38,6 +38,10 @@ CONFIG_OPTIONS = {"data": "data", "categories": "categories", "detectors": "dete
                    "mirrored layout under DIR/maps/<detector>/<dataset>/seed<N>/.")
 @click.option("--examples", type=int, metavar="N", help="Anomalous images per job kept for the "
                                                          "report's qualitative grid (default: 3).")
+@click.option("--bootstrap", type=int, metavar="N",
+              help="Bootstrap resamples of each job's test images, kept for the significance test "
+                   "of the ranked table (default: 1000; 0 = none, the table then falls back to a "
+                   "test over categories × seeds).")
 @click.option("--jobs", type=int, metavar="N", help="Run N jobs at once in worker processes (default: 1); "
                                                    "progress shows a bar per running job.")
 @click.option("--scheduler", metavar="tcp://HOST:PORT",

@@ -156,7 +156,7 @@ def significance_text(tests: list[PairedTest], order: list[str], title: str, n_c
         return "p vs next: none, for a single detector.", []
     if not any(booted):
         reason = "some cells lack paired bootstrap samples" if any_samples else \
-            "these results have no bootstrap samples"
+            "these results have no bootstrap samples (pixeval bench --bootstrap 0, or an older run)"
         return f"p vs next: two-sided {sign_flip}, since {reason}; p < {ALPHA} is significant.", []
     n_resamples = max(test.n_resamples for test in tests)
     text = (f"p vs next: two-sided paired bootstrap test of the {title} difference with the next row: "

@@ -14,8 +14,8 @@ difference is averaged as the table averages a score: ``D_b`` = mean over seeds 
 cell are left out. It measures how much the ranking could change with other test images of the
 same categories; the categories and the trained models (seeds) are held fixed.
 
-The fallback when only per-cell numbers are kept (runs made before the samples were, or results
-without them): a two-sided **paired sign-flip (randomisation) test** over cells
+The fallback when only per-cell numbers are kept (runs with ``--bootstrap 0``, runs made before
+the samples were kept, or results without them): a two-sided **paired sign-flip (randomisation) test** over cells
 (:func:`sign_flip_test`). Under the null hypothesis that the two detectors are exchangeable, each
 cell's difference ``d_i = a_i − b_i`` is as likely to have either sign, so the p-value is the
 share of the ``2^n`` sign patterns whose mean difference is at least as far from 0 as the

@@ -12,8 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from pixeval.bench import make_config, read_runs, run_bench
-from pixeval.bench.runner import RESAMPLES
-from pixeval.bench.store import read_resamples
+from pixeval.bench.store import load_job_arrays, read_resamples
 from pixeval.cli import main
 from pixeval.data import open_dataset
 from pixeval.metrics import bootstrap_samples
@@ -25,13 +24,16 @@ from pixeval.report.significance import bootstrap_test, sign_flip_test
 from test_report import METRICS, random_results, tidy  # noqa: F401  (random_results is a fixture)
 
 DETECTORS = ("tiny_blur", "tiny_zscore")
+#: Bootstrap resamples per job in these runs (the default is 1000).
+RESAMPLES = 500
 
 
 @pytest.fixture(scope="module")
 def one_seed_run(tiny_mvtec, tmp_path_factory):
     """Both tiny detectors, one seed, both categories of the tiny dataset."""
     out = tmp_path_factory.mktemp("significance") / "run"
-    run_bench(make_config({"data": f"mvtec:{tiny_mvtec}", "detectors": ",".join(DETECTORS), "out": str(out)}))
+    run_bench(make_config({"data": f"mvtec:{tiny_mvtec}", "detectors": ",".join(DETECTORS), "out": str(out),
+                           "bootstrap": RESAMPLES}))
     return out
 
 
@@ -145,3 +147,15 @@ def test_pairs_without_samples_fall_back_alone_and_are_named(random_results):
     assert table.frame["p vs next"].iloc[1] == sign_flip.iloc[1]
     assert table.frame["p vs next"].iloc[0] != sign_flip.iloc[0]
     assert pd.isna(table.frame["p vs next"].iloc[2])
+
+
+def test_bootstrap_0_keeps_no_samples_and_the_table_says_it_fell_back(tiny_mvtec, tmp_path):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["bench", "--data", f"mvtec:{tiny_mvtec}", "--detectors", ",".join(DETECTORS),
+                                       "--bootstrap", "0", "--out", str(out), "--format", "json", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert all(not load_job_arrays(out, job.name, "resamples") for job in (out / "jobs").iterdir())
+    caption = report_json(out)["caption"]
+    assert "sign-flip test" in caption and "--bootstrap 0" in caption
+    bad = CliRunner().invoke(main, ["bench", "--data", f"mvtec:{tiny_mvtec}", "--bootstrap", "-1", "--out", str(out)])
+    assert bad.exit_code == 2 and "bootstrap must be at least 0" in bad.output
