@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -18,6 +20,12 @@ from pixeval.registry import Prediction, ProgressCallback, param
 
 #: Most float32 distances held at once by the nearest-neighbour search (64 MiB).
 _DISTANCE_BUDGET = 1 << 24
+#: Principal coordinates of the lower bound that spares most distances in the greedy coreset.
+_BOUND_DIMS = 64
+#: Rows per block of the gathered matrix-vector products of the greedy coreset (see _exact_dots).
+_ROW_BLOCK = 64
+#: Most rows gathered at once by the greedy coreset (a multiple of _ROW_BLOCK; 1.2 MB at d = 152).
+_GATHER_ROWS = 2048
 
 
 @dataclass
@@ -47,6 +55,10 @@ class PatchCore(BackboneDetector):
       after a sparse random projection to the Johnson-Lindenstrauss dimension for
       ``projection_eps`` (scikit-learn's ``SparseRandomProjection``), skipped when that
       dimension is not below the feature dimension, since it would not reduce anything then.
+      On the CPU the selection skips every distance that a lower bound (the distance along the
+      64 leading principal axes, with a margin for float32 rounding) shows cannot change it, and
+      computes the others as the same float32 numbers, so it selects the same patches as the
+      plain loop (see :func:`greedy_coreset`).
     * Patch score: the Euclidean distance to the nearest memory entry (exact search with
       ``torch.cdist`` in chunks of bounded memory). The map is up-sampled bilinearly to
       ``resolution``, blurred with σ = ``blur_sigma`` and resized to the image.
@@ -148,26 +160,125 @@ def greedy_coreset(points: torch.Tensor, size: int, seed: int,
                    progress: ProgressCallback | None = None) -> torch.Tensor:
     """Indices of ``size`` rows of ``points`` (``n×d``) chosen by greedy k-center selection: the
     first at random (``seed``), then each time the row whose squared Euclidean distance to its
-    nearest chosen row is largest. Runs on the device of ``points``; costs ``size`` passes over
-    ``points`` and ``O(n)`` memory; returns CPU indices."""
+    nearest chosen row is largest (the first such row on ties), distances being computed in
+    float32 as ``‖p‖² − 2 p·c + ‖c‖²``. Returns CPU indices.
+
+    On the CPU, :func:`_farthest_points_pruned` computes only the distances that can change the
+    selection and selects exactly the rows that :func:`_farthest_points_dense` (one full pass
+    over ``points`` per chosen row) selects; other devices run the dense loop."""
     n = len(points)
     if not 1 <= size <= n:
         raise ValueError(f"coreset size must be between 1 and the number of points ({n}), got {size}")
-    points = points.float()
-    squared_norms = (points * points).sum(dim=1)
-    closest = torch.full((n,), math.inf, device=points.device)
+    points = points.float().contiguous()
+    first = int(torch.randint(n, (1,), generator=torch.Generator().manual_seed(seed)))
+    farthest_points = _farthest_points_pruned if points.device.type == "cpu" else _farthest_points_dense
     chosen = torch.empty(size, dtype=torch.long)
-    current = int(torch.randint(n, (1,), generator=torch.Generator().manual_seed(seed)))
     step = max(1, size // 100)
-    for i in range(size):
+    for i, current in enumerate(itertools.islice(farthest_points(points, first), size)):
         chosen[i] = current
+        if progress is not None and ((i + 1) % step == 0 or i + 1 == size):
+            progress("coreset", i + 1, size)
+    return chosen
+
+
+def _farthest_points_dense(points: torch.Tensor, first: int) -> Iterator[int]:
+    """The greedy k-center sequence of rows of ``points`` from ``first``: after each yielded row,
+    one pass ``points @ points[current]`` updates every row's squared distance to its nearest
+    chosen row, and the next row is the first with the largest."""
+    squared_norms = (points * points).sum(dim=1)
+    closest = torch.full((len(points),), math.inf, device=points.device)
+    current = first
+    while True:
+        yield current
         distance = squared_norms - 2.0 * (points @ points[current]) + squared_norms[current]
         torch.minimum(closest, distance, out=closest)
         closest[current] = 0.0
         current = int(torch.argmax(closest))
-        if progress is not None and ((i + 1) % step == 0 or i + 1 == size):
-            progress("coreset", i + 1, size)
-    return chosen
+
+
+def _farthest_points_pruned(points: torch.Tensor, first: int) -> Iterator[int]:
+    """The sequence of :func:`_farthest_points_dense` (CPU tensors), computing the distance to the
+    new row ``x`` only for the candidates of :func:`_candidates`: for the other rows the
+    principal-coordinate bound proves that the float32 distance is not below the current nearest
+    one, so the minimum would not change. The candidates' distances are the same float32 numbers
+    as in the dense pass (see :func:`_exact_dots`), hence the same selection."""
+    n, d = points.shape
+    squared_norms = (points * points).sum(dim=1)
+    dims = min(d, _BOUND_DIMS)
+    coordinates = _principal_coordinates(points, dims)
+    coordinate_norms = (coordinates * coordinates).sum(axis=1)
+    slack = np.float32(8 * (d + dims + 8) * 2.0 ** -24 * float(squared_norms.max()))
+    closest = torch.full((n,), math.inf)
+    body = n - n % _ROW_BLOCK
+    candidates = np.empty(body, dtype=np.int64)
+    buffer = torch.empty(_GATHER_ROWS + _ROW_BLOCK, d)
+    current = first
+    while True:
+        yield current
+        count = _candidates(coordinates, coordinate_norms, current, closest.numpy(), slack, body, candidates)
+        examined = torch.from_numpy(candidates[:count])
+        rows = torch.cat([examined, torch.arange(body, n)])
+        dots = _exact_dots(points, examined, n - body, current, buffer)
+        distance = squared_norms[rows] - 2.0 * dots + squared_norms[current]
+        closest[rows] = torch.minimum(closest[rows], distance)
+        closest[current] = 0.0
+        current = int(torch.argmax(closest))
+
+
+def _principal_coordinates(points: torch.Tensor, dims: int) -> np.ndarray:
+    """``n×dims`` float32 coordinates of the rows of ``points`` along the ``dims`` leading
+    principal axes (eigenvectors of the float64 scatter matrix of the centred rows), not centred:
+    for rows ``p``, ``x`` the squared distance of their coordinates is at most ``‖p − x‖²``."""
+    values = points.double()
+    centred = values - values.mean(dim=0)
+    _, axes = torch.linalg.eigh(centred.T @ centred)
+    return np.ascontiguousarray((values @ axes[:, -dims:]).numpy(), dtype=np.float32)
+
+
+@numba.njit(cache=True, fastmath={"reassoc", "contract"})
+def _candidates(coordinates, coordinate_norms, x, closest, slack, stop, out):
+    """Writes to ``out`` the rows ``i < stop`` (ascending) whose lower bound of the squared
+    distance to row ``x``, ``‖q_i‖² − 2 q_i·q_x + ‖q_x‖²`` on the principal coordinates ``q``, is
+    below ``closest[i] + slack``; returns their number.
+
+    ``slack`` is ``8 (d + dims + 8) 2⁻²⁴ max‖p‖²``: at least twice the worst-case float32 rounding
+    error of the exact distance (``(4d + 8) 2⁻²⁴ max‖p‖²``), of this bound
+    (``(4 dims + 17) 2⁻²⁴ max‖p‖²``) and of the sum ``closest[i] + slack``, so that a row left out
+    has a float32 distance to ``x`` of at least ``closest[i]``."""
+    count = 0
+    for i in range(stop):
+        dot = np.float32(0.0)
+        for t in range(coordinates.shape[1]):
+            dot += coordinates[i, t] * coordinates[x, t]
+        if coordinate_norms[i] - 2 * dot + coordinate_norms[x] < closest[i] + slack:
+            out[count] = i
+            count += 1
+    return count
+
+
+def _exact_dots(points: torch.Tensor, rows: torch.Tensor, tail: int, current: int,
+                buffer: torch.Tensor) -> torch.Tensor:
+    """``p·points[current]`` for the rows ``p`` of ``points`` listed in ``rows`` (all before the
+    last ``tail = n mod 64`` rows) and then for the last ``tail`` rows, as the same float32 numbers
+    that the full product ``points @ points[current]`` gives.
+
+    The BLAS kernel (MKL) computes a row of a matrix-vector product the same way wherever it stands,
+    except the last ``r mod 4`` rows of an ``r``-row matrix. So the rows are gathered (into
+    ``buffer``, at most 2,048 at a time) in whole blocks of 64 (padded with row 0, whose products
+    are dropped), and the last gathered matrix ends with the last ``tail`` rows of ``points``, which
+    are thus placed as in the full product."""
+    n = len(points)
+    parts = torch.split(rows, _GATHER_ROWS) or (rows,)
+    dots = []
+    for k, part in enumerate(parts):
+        gathered = part.new_zeros(_ROW_BLOCK * math.ceil(len(part) / _ROW_BLOCK))
+        gathered[:len(part)] = part
+        if k == len(parts) - 1:
+            gathered = torch.cat([gathered, torch.arange(n - tail, n)])
+        product = torch.index_select(points, 0, gathered, out=buffer[:len(gathered)]) @ points[current]
+        dots.append(product[:len(part)])
+    dots.append(product[len(product) - tail:])
+    return torch.cat(dots)
 
 
 def nearest_neighbors(queries: torch.Tensor, bank: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,6 +4,8 @@ images: noise textures for training, the same textures with a saturated red squa
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import scipy.ndimage
@@ -150,6 +152,55 @@ def test_greedy_coreset_matches_the_plain_algorithm():
     chosen = greedy_coreset(torch.from_numpy(points), 40, seed=7).tolist()
     assert chosen == _slow_greedy_coreset(points.astype(np.float64), 40, chosen[0])
     assert len(set(chosen)) == 40
+
+
+def _clustered_points(n, d, seed):
+    """Patch-feature-like rows: non-negative, 40 clusters of different spreads around a common
+    offset, with a few dominant directions."""
+    rng = np.random.default_rng(seed)
+    centres = rng.gamma(2.0, 1.0, (40, d)) * np.linspace(3, 0.3, d)
+    spread = rng.uniform(0.2, 1.5, 40)[:, None]
+    labels = rng.integers(40, size=n)
+    points = np.abs(centres[labels] + spread[labels] * rng.standard_normal((n, d)) + 2.0)
+    return torch.from_numpy(points.astype(np.float32))
+
+
+@pytest.mark.parametrize("n", [3000, 3037])  # a multiple of 64 rows, and not
+def test_pruned_greedy_coreset_selects_the_rows_of_the_dense_loop(n):
+    points = _clustered_points(n, 48, seed=n)
+    first = 11
+    dense = list(itertools.islice(patchcore_module._farthest_points_dense(points, first), 600))
+    pruned = list(itertools.islice(patchcore_module._farthest_points_pruned(points, first), 600))
+    assert pruned == dense
+    chosen = greedy_coreset(points, 600, seed=0).tolist()
+    assert chosen == list(itertools.islice(patchcore_module._farthest_points_dense(points, chosen[0]), 600))
+
+
+def test_exact_dots_are_the_numbers_of_the_full_product():
+    """Bitwise, for any number of rows; relies on how the BLAS kernel orders its sums."""
+    n, tail = 5037, 5037 % 64
+    points = _clustered_points(n, 48, seed=1)
+    full = points @ points[17]
+    rng = np.random.default_rng(2)
+    buffer = torch.empty(patchcore_module._GATHER_ROWS + patchcore_module._ROW_BLOCK, 48)
+    for count in [0, 1, 3, 64, 999, 2048, 4500]:
+        rows = torch.from_numpy(np.sort(rng.choice(n - tail, count, replace=False)))
+        got = patchcore_module._exact_dots(points, rows, tail, 17, buffer)
+        assert torch.equal(got, torch.cat([full[rows], full[n - tail:]]))
+
+
+def test_greedy_coreset_edge_sizes_and_progress():
+    points = _clustered_points(200, 6, seed=5)
+    calls = []
+    one = greedy_coreset(points, 1, seed=3, progress=lambda *args: calls.append(args))
+    assert one.tolist() == [int(torch.randint(200, (1,), generator=torch.Generator().manual_seed(3)))]
+    assert calls == [("coreset", 1, 1)]
+    calls.clear()
+    everything = greedy_coreset(points, 200, seed=3, progress=lambda *args: calls.append(args))
+    assert sorted(everything.tolist()) == list(range(200))
+    assert calls[-1] == ("coreset", 200, 200) and all(c[2] == 200 for c in calls)
+    with pytest.raises(ValueError, match="coreset size"):
+        greedy_coreset(points, 201, seed=3)
 
 
 def test_nearest_neighbours_match_scikit_learn_across_chunks(monkeypatch):
