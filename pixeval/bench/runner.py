@@ -9,8 +9,9 @@ process that owns the run folder.
 Besides the metrics a result keeps, small enough to ship back from a remote worker:
 
 * **resamples**: every pixel and image metric on each of the job's ``bootstrap`` resamples
-  (``pixeval bench --bootstrap N``, default 1000; none with 0) of the test images (:func:`pixeval.metrics.bootstrap_samples`, float32), drawn with a seed
-  that depends only on the dataset's name and the category (:func:`resample_seed`). Every
+  (``pixeval bench --bootstrap N``, default 1000; none with 0) of the test images
+  (:func:`pixeval.metrics.bootstrap_samples`, float32), drawn with a seed that depends only on
+  the dataset's name and the category (:func:`resample_seed`). Every
   detector and every seed of one category is therefore scored on the same resamples, so the
   report can test differences between detectors with a paired bootstrap
   (:mod:`pixeval.report.significance`). The time grows with the test pixels and the number of
@@ -72,7 +73,7 @@ class JobResult:
 def run_job(job: Job, progress: ProgressCallback | None = None) -> JobResult:
     """Fit, predict and score ``job``; ``progress(phase, done, total)`` hears every phase."""
     from pixeval.data import open_dataset
-    from pixeval.metrics import bootstrap_samples, evaluate
+    from pixeval.metrics import evaluate
 
     report = progress or (lambda phase, done, total: None)
     import_plugins(job.imports)
@@ -113,14 +114,25 @@ def run_job(job: Job, progress: ProgressCallback | None = None) -> JobResult:
               "peak_memory_mb": peak, "n_train": len(train), "n_test": len(test),
               "versions": package_versions(), "host": platform.node(), "pid": os.getpid()},
         curves=pixel_curves(maps, masks),
-        resamples=({name: values.astype(np.float32) for name, values in bootstrap_samples(
-            maps, masks, image_scores=image_scores, n_resamples=job.bootstrap, seed=resample_seed(job)).items()}
-            if job.bootstrap else {}),
+        resamples=resampled_metrics(job, maps, masks, image_scores),
         examples=pick_examples(data.test, test, masks, maps, threshold, job.examples),
         maps=[(_map_path(s), m) for s, m in zip(data.test, maps)] if job.save_maps else [],
     )
     report("score", 1, 1)
     return result
+
+
+def resampled_metrics(job: Job, maps: list[np.ndarray], masks: list[np.ndarray],
+                      image_scores: np.ndarray) -> dict[str, np.ndarray]:
+    """Every metric (float32) on each of ``job.bootstrap`` resamples of the test images, drawn
+    with :func:`resample_seed`; empty when ``job.bootstrap`` is 0."""
+    from pixeval.metrics import bootstrap_samples
+
+    if not job.bootstrap:
+        return {}
+    samples = bootstrap_samples(maps, masks, image_scores=image_scores, n_resamples=job.bootstrap,
+                                seed=resample_seed(job))
+    return {name: values.astype(np.float32) for name, values in samples.items()}
 
 
 def resample_seed(job: Job) -> int:
