@@ -11,8 +11,10 @@ then bilinear resizing to each image's own height and width. All maps are ``floa
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import dataclasses
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.ndimage
@@ -36,6 +38,15 @@ class BackboneParams(BaseParams):
                             min=32, max=4096)
     batch_size: int = param(8, "Images per backbone forward pass: memory and speed (results differ only by "
                                "float rounding).", min=1)
+
+
+def resolve_preset(params: Any, presets: Mapping[str, Mapping[str, Any]]) -> Any:
+    """``params`` with every field left ``None`` filled from ``presets[params.preset]``.
+
+    A preset names a setting of a detector's costly hyperparameters (epochs, bank size, ...); a
+    value given explicitly always wins over the preset's."""
+    unset = {k: v for k, v in presets[params.preset].items() if getattr(params, k) is None}
+    return dataclasses.replace(params, **unset)
 
 
 class BackboneDetector(Detector):

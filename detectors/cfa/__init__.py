@@ -5,6 +5,6 @@ learned radius, softmin score; ``training``: the training loop and map post-proc
 ``detector``: the registered :class:`CFA` detector and its presets.
 """
 
-from detectors.cfa.detector import CFA, PRESETS, CFAParams, resolve_preset
+from detectors.cfa.detector import CFA, PRESETS, CFAParams
 
-__all__ = ["CFA", "CFAParams", "PRESETS", "resolve_preset"]
+__all__ = ["CFA", "CFAParams", "PRESETS"]

@@ -3,7 +3,6 @@ Adaptation for Target-Oriented Anomaly Localization", IEEE Access 2022)."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +13,7 @@ import torch
 from detectors.cfa.loss import CFAHead
 from detectors.cfa.model import fused_features
 from detectors.cfa.training import patch_scores, train_heads
-from detectors.common import BackboneDetector, BackboneParams, to_image_maps
+from detectors.common import BackboneDetector, BackboneParams, resolve_preset, to_image_maps
 from pixeval.registry import Prediction, ProgressCallback, param
 
 #: Named settings of the costly hyperparameters (fields left at ``None`` take them from here).
@@ -54,12 +53,6 @@ class CFAParams(BackboneParams):
     sigma: float = param(4.0, "Gaussian blur of the map at network resolution (0 = none).", min=0.0)
 
 
-def resolve_preset(params: Any) -> Any:
-    """``params`` with every field left ``None`` filled from ``PRESETS[params.preset]``."""
-    unset = {k: v for k, v in PRESETS[params.preset].items() if getattr(params, k) is None}
-    return dataclasses.replace(params, **unset)
-
-
 class CFA(BackboneDetector):
     """CFA: a CoordConv patch descriptor trained towards a memory bank of normal features.
 
@@ -77,7 +70,7 @@ class CFA(BackboneDetector):
 
     def __init__(self, params: Any = None, **overrides: Any) -> None:
         super().__init__(params, **overrides)
-        self.params = resolve_preset(self.params)
+        self.params = resolve_preset(self.params, PRESETS)
         self.head: CFAHead | None = None
 
     # ------------------------------------------------------------------ shared with Sp-CFA
