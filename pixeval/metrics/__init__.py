@@ -22,6 +22,7 @@ metric undefined on valid input (no anomalous or no normal pixel or image) is Na
 
 from ._inputs import DegenerateInputWarning
 from .accumulator import PixelAccumulator
+from .aupimo import AupimoReport, aupimo
 from .bootstrap import PairedComparison
 from .curves import precision_recall_curve, pro_curve, roc_curve
 from .evaluate import aupro, bootstrap_samples, evaluate, paired_bootstrap
@@ -29,10 +30,12 @@ from .ranking import auroc, average_precision, f1_at_threshold, f1_max
 from .report import MetricReport
 
 __all__ = [
+    "AupimoReport",
     "DegenerateInputWarning",
     "MetricReport",
     "PairedComparison",
     "PixelAccumulator",
+    "aupimo",
     "aupro",
     "auroc",
     "average_precision",
