@@ -28,13 +28,16 @@ from .curves import precision_recall_curve, pro_curve, roc_curve
 from .evaluate import aupro, bootstrap_samples, evaluate, paired_bootstrap
 from .ranking import auroc, average_precision, f1_at_threshold, f1_max
 from .report import MetricReport
+from .thresholds import NormalThreshold, ThresholdReport, metrics_at_threshold, threshold_at_fpr
 
 __all__ = [
     "AupimoReport",
     "DegenerateInputWarning",
     "MetricReport",
+    "NormalThreshold",
     "PairedComparison",
     "PixelAccumulator",
+    "ThresholdReport",
     "aupimo",
     "aupro",
     "auroc",
@@ -43,8 +46,10 @@ __all__ = [
     "evaluate",
     "f1_at_threshold",
     "f1_max",
+    "metrics_at_threshold",
     "paired_bootstrap",
     "precision_recall_curve",
     "pro_curve",
     "roc_curve",
+    "threshold_at_fpr",
 ]

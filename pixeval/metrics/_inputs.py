@@ -35,6 +35,11 @@ def warn_degenerate(metric_group: str, reason: str) -> None:
                   stacklevel=_caller_stacklevel())
 
 
+def warn_caller(message: str) -> None:
+    """A :class:`UserWarning` attributed to the caller's line (a result worth a note, not NaN)."""
+    warnings.warn(message, UserWarning, stacklevel=_caller_stacklevel())
+
+
 def _caller_stacklevel() -> int:
     """The ``stacklevel`` of the first frame outside this package, for :func:`warnings.warn`."""
     package = os.path.dirname(os.path.abspath(__file__))
@@ -172,3 +177,16 @@ def check_threshold(threshold, name: str = "threshold") -> float:
     if not np.isfinite(value):
         raise ValueError(f"{name}: expected a finite number, got {threshold}")
     return value
+
+
+def check_image_scores(image_scores, n_images: int) -> np.ndarray:
+    """One finite score per image as ``float64``, or raise."""
+    scores = np.asarray(image_scores)
+    if scores.shape != (n_images,):
+        raise ValueError(
+            f"image_scores: expected one score per image ({n_images}), got shape {scores.shape}"
+        )
+    if scores.dtype.kind not in "biuf":
+        raise ValueError(f"image_scores: must be numeric, got dtype {scores.dtype}")
+    finite_range(scores, "image_scores")
+    return scores.astype(np.float64)
