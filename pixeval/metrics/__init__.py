@@ -24,6 +24,7 @@ from ._inputs import DegenerateInputWarning
 from .accumulator import PixelAccumulator
 from .aupimo import AupimoReport, aupimo
 from .bootstrap import PairedComparison
+from .by_size import SizeBin, SizeReport, metrics_by_size
 from .curves import precision_recall_curve, pro_curve, roc_curve
 from .evaluate import aupro, bootstrap_samples, evaluate, paired_bootstrap
 from .ranking import auroc, average_precision, f1_at_threshold, f1_max
@@ -37,6 +38,8 @@ __all__ = [
     "NormalThreshold",
     "PairedComparison",
     "PixelAccumulator",
+    "SizeBin",
+    "SizeReport",
     "ThresholdReport",
     "aupimo",
     "aupro",
@@ -47,6 +50,7 @@ __all__ = [
     "f1_at_threshold",
     "f1_max",
     "metrics_at_threshold",
+    "metrics_by_size",
     "paired_bootstrap",
     "precision_recall_curve",
     "pro_curve",
