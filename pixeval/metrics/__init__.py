@@ -24,6 +24,7 @@ from ._inputs import DegenerateInputWarning
 from .accumulator import PixelAccumulator
 from .aupimo import AupimoReport, aupimo
 from .bootstrap import PairedComparison
+from .boundary import BoundaryReport, boundary_metrics
 from .by_size import SizeBin, SizeReport, metrics_by_size
 from .curves import precision_recall_curve, pro_curve, roc_curve
 from .evaluate import aupro, bootstrap_samples, evaluate, paired_bootstrap
@@ -33,6 +34,7 @@ from .thresholds import NormalThreshold, ThresholdReport, metrics_at_threshold, 
 
 __all__ = [
     "AupimoReport",
+    "BoundaryReport",
     "DegenerateInputWarning",
     "MetricReport",
     "NormalThreshold",
@@ -46,6 +48,7 @@ __all__ = [
     "auroc",
     "average_precision",
     "bootstrap_samples",
+    "boundary_metrics",
     "evaluate",
     "f1_at_threshold",
     "f1_max",
