@@ -55,7 +55,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._inputs import check_fpr_bounds, warn_degenerate
-from .pooled import collect, smallest_at_least
+from .pooled import ImagePixels, collect, smallest_at_least
 
 BOUND_RULES = ("interpolate", "nearest")
 
@@ -149,12 +149,21 @@ def aupimo(score_maps, masks, *, fpr_bounds: tuple[float, float] = (1e-5, 1e-4),
         raise ValueError(f"bound_rule: expected one of {BOUND_RULES}, got {bound_rule!r}")
     given = None if thresholds is None else _check_thresholds(thresholds)
     _, images, chunks = collect(score_maps, masks)
+    return aupimo_report(images, chunks, (lower, upper), given, bound_rule)
+
+
+def aupimo_report(images: list[ImagePixels], chunks: list[np.ndarray],
+                  fpr_bounds: tuple[float, float], thresholds: np.ndarray | None = None,
+                  bound_rule: str = "interpolate") -> AupimoReport:
+    """:func:`aupimo` of validated images (:func:`~pixeval.metrics.pooled.collect`'s output:
+    ``chunks`` are each image's scores, read before the buffer holding them is sorted)."""
+    lower, upper = fpr_bounds
     anomalous = [i for i, image in enumerate(images) if image.anomalous.scores.size]
     normal = [chunks[i] for i, image in enumerate(images) if not image.anomalous.scores.size]
     per_image = np.full(len(images), np.nan)
 
-    def report(levels=0, smallest=np.nan) -> AupimoReport:
-        return _summarise(per_image, anomalous, (lower, upper), bound_rule, smallest, levels,
+    def report(n_levels=0, smallest=np.nan) -> AupimoReport:
+        return _summarise(per_image, anomalous, fpr_bounds, bound_rule, smallest, n_levels,
                           len(normal))
 
     if not normal or not anomalous:
@@ -162,16 +171,16 @@ def aupimo(score_maps, masks, *, fpr_bounds: tuple[float, float] = (1e-5, 1e-4),
                                   "only)" if not normal else "no anomalous image")
         return report()
     positives = [np.sort(images[i].anomalous.scores) for i in anomalous]
-    if given is None:
-        fpr, tpr, levels = _exact_points(normal, positives, upper)
+    if thresholds is None:
+        fpr, tpr, threshold_fpr = _exact_points(normal, positives, upper)
     else:
-        fpr, tpr = _points_at(given, normal, positives)
-        levels = fpr
+        fpr, tpr = _points_at(thresholds, normal, positives)
+        threshold_fpr = fpr
     with np.errstate(divide="ignore"):
         log_fpr = np.log(fpr)
     reached = fpr[fpr > 0]
     smallest = float(reached[0]) if reached.size else np.nan
-    span = _integration_span(levels, lower, upper, bound_rule)
+    span = _integration_span(threshold_fpr, lower, upper, bound_rule)
     if span is None:
         warn_degenerate("AUPIMO", f"the shared FPR cannot reach the range {lower:g} to {upper:g}: "
                                   f"its smallest positive value is {smallest:.3g} (the normal "
@@ -181,8 +190,7 @@ def aupimo(score_maps, masks, *, fpr_bounds: tuple[float, float] = (1e-5, 1e-4),
     weights = _polyline_weights(log_fpr, math.log(low), math.log(high))
     values = tpr @ weights / math.log(upper / lower)
     per_image[anomalous] = np.clip(values, 0.0, 1.0)
-    levels = int(np.unique(fpr[(fpr >= low) & (fpr <= high)]).size)
-    return report(levels, smallest)
+    return report(int(np.unique(fpr[(fpr >= low) & (fpr <= high)]).size), smallest)
 
 
 def _check_thresholds(thresholds) -> np.ndarray:
