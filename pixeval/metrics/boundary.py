@@ -32,10 +32,12 @@ accumulates counts): precision and recall from the summed counts of all images, 
 and Boundary IoU as summed intersections over summed unions, so false positives on normal
 images count.
 
-Cost per image: the comparison ``score >= t``, the contours and bands on the bounding box of
-the predicted and true masks (plus the tolerance), and two exact Euclidean distance transforms
-(``scipy.ndimage.distance_transform_edt``) on the box of the true contour: only predicted
-contour pixels there can be matched.
+Cost per image: the comparison ``score >= t``, then on the bounding box of the predicted and
+true masks (grown by the tolerance and band) the contours, the bands (two run-length passes,
+:func:`~pixeval.metrics._kernels.chessboard_band`) and the matching (a row-distance pass on the
+box of the true contour, where alone predicted contour pixels can match, then at most
+``2 d + 1`` look-ups per contour pixel, :func:`~pixeval.metrics._kernels.count_within`): linear
+in the pixels, no distance transform.
 """
 
 from __future__ import annotations
@@ -44,8 +46,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
+from . import _kernels
 from ._inputs import as_image_list, check_pair, check_threshold, finite_range, ranking_dtype, warn_degenerate
 from .pooled import pixel_ranking, smallest_at_least
 
@@ -75,8 +77,7 @@ def band(mask: np.ndarray, width: int) -> np.ndarray:
            [1, 0, 0, 0, 1],
            [1, 1, 1, 1, 1]])
     """
-    inner = ndimage.minimum_filter(mask, size=2 * width + 1, mode="constant", cval=False)
-    return mask & ~inner
+    return _kernels.chessboard_band(np.ascontiguousarray(mask, dtype=bool), int(width))
 
 
 def tolerance_pixels(tolerance: float, shape: tuple[int, int]) -> float:
@@ -130,12 +131,11 @@ def image_boundary(predicted: np.ndarray, true: np.ndarray, distance: float, wid
     n_true = int(np.count_nonzero(true_contour))
     matched_predicted = matched_true = 0
     near = _box(true_contour, margin=int(math.ceil(distance)))
-    if near is not None and predicted_contour[near].any():
-        predicted_near, true_near = predicted_contour[near], true_contour[near]
-        matched_predicted = int(np.count_nonzero(
-            predicted_near & (ndimage.distance_transform_edt(~true_near) <= distance)))
-        matched_true = int(np.count_nonzero(
-            true_near & (ndimage.distance_transform_edt(~predicted_near) <= distance)))
+    if near is not None and n_predicted:
+        predicted_near = np.ascontiguousarray(predicted_contour[near])
+        true_near = np.ascontiguousarray(true_contour[near])
+        matched_predicted = _kernels.count_within(predicted_near, true_near, float(distance))
+        matched_true = _kernels.count_within(true_near, predicted_near, float(distance))
     predicted_band, true_band = band(predicted, width), band(true, width)
     intersection = int(np.count_nonzero(predicted_band & true_band))
     union = int(np.count_nonzero(predicted_band)) + int(np.count_nonzero(true_band)) - intersection
