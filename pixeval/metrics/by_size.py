@@ -7,7 +7,8 @@ the default edges 0.001 and 0.01 give < 0.1 %, 0.1-1 % and >= 1 % of the image.
 
 Per bin, with the bin's anomalous pixels as the positives and *all normal pixels of all images*
 as the negatives (the other bins' anomalous pixels are left out, neither positive nor
-negative):
+negative), every distinct score a threshold and a pixel anomalous when ``score >= t`` (ties move
+together):
 
 * ``pixel_aupr``: step-wise average precision (as P-AUPR);
 * ``aupro``: AUPRO up to ``fpr_limit`` with only the bin's regions (each region's pixels weigh
