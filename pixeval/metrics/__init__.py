@@ -13,6 +13,11 @@ the maps' maxima unless given. The metric core never imports torch, click or pan
     acc = PixelAccumulator(); acc.update(score_map, mask); acc.merge(other); acc.compute()
     paired_bootstrap(maps_a, maps_b, masks)         # is A's lead over B more than chance?
     bootstrap_samples(score_maps, masks, seed=s)    # every metric per resample; paired across calls
+    aupimo(score_maps, masks).per_image             # per-image overlap at shared FPR 1e-5..1e-4
+    boundary_metrics(score_maps, masks, t)          # boundary F1 (DAVIS) and Boundary IoU at t
+    cut = threshold_at_fpr(normal_maps, 0.01)       # a threshold set on normal data only ...
+    metrics_at_threshold(score_maps, masks, cut.threshold)  # ... and what it gives on a test set
+    metrics_by_size(score_maps, masks).to_records() # P-AUPR, AUPRO, region recall per size bin
 
 Input policy: invalid input (a map that is not 2-D or is empty, map/mask shape mismatch, NaN or
 infinite scores, a mask that is not binary) raises ``ValueError`` naming the image index; a
