@@ -45,11 +45,8 @@ def definition(maps, masks, lower, upper):
             lo, hi = max(x0, math.log(lower)), min(x1, math.log(upper))
             if hi <= lo:
                 continue
-
-            def y(z):
-                return tpr[p] + (tpr[p + 1] - tpr[p]) * (z - x0) / (x1 - x0)
-
-            area += (hi - lo) * (y(lo) + y(hi)) / 2
+            y_lo, y_hi = (tpr[p] + (tpr[p + 1] - tpr[p]) * (z - x0) / (x1 - x0) for z in (lo, hi))
+            area += (hi - lo) * (y_lo + y_hi) / 2
         results.append(area / math.log(upper / lower))
     return np.array(results)
 
