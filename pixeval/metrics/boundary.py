@@ -33,7 +33,7 @@ and Boundary IoU as summed intersections over summed unions, so false positives 
 images count.
 
 Cost per image: the comparison ``score >= t``, then on the bounding box of the predicted and
-true masks (grown by the tolerance and band) the contours, the bands (two run-length passes,
+true masks (grown by one pixel) the contours, the bands (two run-length passes,
 :func:`~pixeval.metrics._kernels.chessboard_band`) and the matching (a row-distance pass on the
 box of the true contour, where alone predicted contour pixels can match, then at most
 ``2 d + 1`` look-ups per contour pixel, :func:`~pixeval.metrics._kernels.count_within`): linear
@@ -122,7 +122,9 @@ class ImageBoundary:
 
 def image_boundary(predicted: np.ndarray, true: np.ndarray, distance: float, width: int) -> ImageBoundary:
     """The :class:`ImageBoundary` of one predicted and one true boolean mask."""
-    box = _box(predicted | true, margin=int(math.ceil(distance)) + width + 1)
+    # contours lie at most one pixel above or left of a mask; pixels outside the box are
+    # outside both masks, as the bands and the matching assume
+    box = _box(predicted | true, margin=1)
     if box is None:
         return ImageBoundary(0, 0, 0, 0, 0, 0)
     predicted, true = predicted[box], true[box]
