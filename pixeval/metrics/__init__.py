@@ -13,6 +13,11 @@ the maps' maxima unless given. The metric core never imports torch, click or pan
     acc = PixelAccumulator(); acc.update(score_map, mask); acc.merge(other); acc.compute()
     paired_bootstrap(maps_a, maps_b, masks)         # is A's lead over B more than chance?
     bootstrap_samples(score_maps, masks, seed=s)    # every metric per resample; paired across calls
+    aupimo(score_maps, masks).per_image             # per-image overlap at shared FPR 1e-5..1e-4
+    boundary_metrics(score_maps, masks, t)          # boundary F1 (DAVIS) and Boundary IoU at t
+    cut = threshold_at_fpr(normal_maps, 0.01)       # a threshold set on normal data only ...
+    metrics_at_threshold(score_maps, masks, cut.threshold)  # ... and what it gives on a test set
+    metrics_by_size(score_maps, masks).to_records() # P-AUPR, AUPRO, region recall per size bin
 
 Input policy: invalid input (a map that is not 2-D or is empty, map/mask shape mismatch, NaN or
 infinite scores, a mask that is not binary) raises ``ValueError`` naming the image index; a
@@ -22,26 +27,41 @@ metric undefined on valid input (no anomalous or no normal pixel or image) is Na
 
 from ._inputs import DegenerateInputWarning
 from .accumulator import PixelAccumulator
+from .aupimo import AupimoReport, aupimo
 from .bootstrap import PairedComparison
+from .boundary import BoundaryReport, boundary_metrics
+from .by_size import SizeBin, SizeReport, metrics_by_size
 from .curves import precision_recall_curve, pro_curve, roc_curve
 from .evaluate import aupro, bootstrap_samples, evaluate, paired_bootstrap
 from .ranking import auroc, average_precision, f1_at_threshold, f1_max
 from .report import MetricReport
+from .thresholds import NormalThreshold, ThresholdReport, metrics_at_threshold, threshold_at_fpr
 
 __all__ = [
+    "AupimoReport",
+    "BoundaryReport",
     "DegenerateInputWarning",
     "MetricReport",
+    "NormalThreshold",
     "PairedComparison",
     "PixelAccumulator",
+    "SizeBin",
+    "SizeReport",
+    "ThresholdReport",
+    "aupimo",
     "aupro",
     "auroc",
     "average_precision",
     "bootstrap_samples",
+    "boundary_metrics",
     "evaluate",
     "f1_at_threshold",
     "f1_max",
+    "metrics_at_threshold",
+    "metrics_by_size",
     "paired_bootstrap",
     "precision_recall_curve",
     "pro_curve",
     "roc_curve",
+    "threshold_at_fpr",
 ]

@@ -35,6 +35,11 @@ def warn_degenerate(metric_group: str, reason: str) -> None:
                   stacklevel=_caller_stacklevel())
 
 
+def warn_caller(message: str) -> None:
+    """A :class:`UserWarning` attributed to the caller's line (a result worth a note, not NaN)."""
+    warnings.warn(message, UserWarning, stacklevel=_caller_stacklevel())
+
+
 def _caller_stacklevel() -> int:
     """The ``stacklevel`` of the first frame outside this package, for :func:`warnings.warn`."""
     package = os.path.dirname(os.path.abspath(__file__))
@@ -139,3 +144,49 @@ def check_labels(labels: np.ndarray, n: int, name: str = "labels") -> np.ndarray
     if labels.ndim != 1 or labels.size != n:
         raise ValueError(f"{name}: expected a 1-D array of length {n}, got shape {labels.shape}")
     return as_binary(labels, name)
+
+
+def check_fpr_bounds(fpr_bounds) -> tuple[float, float]:
+    """``fpr_bounds`` as ``(lower, upper)`` floats with ``0 < lower < upper <= 1``, or raise."""
+    try:
+        lower, upper = (float(bound) for bound in fpr_bounds)
+    except (TypeError, ValueError):
+        raise ValueError(f"fpr_bounds: expected two numbers (lower, upper), got {fpr_bounds!r}") from None
+    if not 0.0 < lower < upper <= 1.0:
+        raise ValueError(f"fpr_bounds: expected 0 < lower < upper <= 1, got ({lower}, {upper})")
+    return lower, upper
+
+
+def check_rate(value, name: str) -> float:
+    """``value`` as a float in [0, 1], or raise naming the argument."""
+    try:
+        rate = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a number in [0, 1], got {value!r}") from None
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"{name}: expected a number in [0, 1], got {value}")
+    return rate
+
+
+def check_threshold(threshold, name: str = "threshold") -> float:
+    """A finite threshold as a float, or raise."""
+    try:
+        value = float(threshold)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a number, got {threshold!r}") from None
+    if not np.isfinite(value):
+        raise ValueError(f"{name}: expected a finite number, got {threshold}")
+    return value
+
+
+def check_image_scores(image_scores, n_images: int) -> np.ndarray:
+    """One finite score per image as ``float64``, or raise."""
+    scores = np.asarray(image_scores)
+    if scores.shape != (n_images,):
+        raise ValueError(
+            f"image_scores: expected one score per image ({n_images}), got shape {scores.shape}"
+        )
+    if scores.dtype.kind not in "biuf":
+        raise ValueError(f"image_scores: must be numeric, got dtype {scores.dtype}")
+    finite_range(scores, "image_scores")
+    return scores.astype(np.float64)

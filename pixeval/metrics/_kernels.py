@@ -334,3 +334,72 @@ def group_keys(keys, region_sizes):
         counts[j] += 1
         sums[j] += 1.0 / region_sizes[np.int64(keys[i] & _LOW32)]
     return value_bits.view(np.float32), counts, sums
+
+
+@njit(cache=True)
+def count_within(points, targets, distance):
+    """How many set pixels of ``points`` have a set pixel of ``targets`` within Euclidean
+    ``distance`` (two boolean arrays of one shape).
+
+    The first pass of a separable distance transform: each pixel's distance along its row to
+    the nearest target (two sweeps per row); then a point at (r, c) is within ``distance`` of a
+    target iff some row r + dy, |dy| <= distance, has ``near[r + dy, c]**2 + dy**2 <=
+    distance**2``. O(pixels + points * distance), exact in integers.
+    """
+    height, width = targets.shape
+    far = 2 * (height + width) + 2
+    near = np.empty((height, width), np.int64)
+    for r in range(height):
+        last = -far
+        for c in range(width):
+            if targets[r, c]:
+                last = c
+            near[r, c] = c - last
+        last = far + width
+        for c in range(width - 1, -1, -1):
+            if targets[r, c]:
+                last = c
+            if last - c < near[r, c]:
+                near[r, c] = last - c
+    reach = int(np.floor(distance))
+    limit = distance * distance
+    count = 0
+    for r in range(height):
+        for c in range(width):
+            if not points[r, c]:
+                continue
+            for dy in range(max(-reach, -r), min(reach, height - 1 - r) + 1):
+                dx = near[r + dy, c]
+                if dx * dx + dy * dy <= limit:
+                    count += 1
+                    break
+    return count
+
+
+@njit(cache=True)
+def chessboard_band(mask, width):
+    """The pixels of a boolean ``mask`` within chessboard distance ``width`` of a pixel outside
+    it, the outside of the image counting as outside the mask.
+
+    A mask pixel is *not* in the band when the (2 width + 1)-square around it lies inside the
+    image and inside the mask: a run of 2 width + 1 mask pixels along its row centred on it
+    (first pass), then such a run of those centres along its column (second pass); runs restart
+    at the image border, so squares reaching outside never qualify.
+    """
+    height, columns = mask.shape
+    span = 2 * width + 1
+    inner = np.zeros((height, columns), np.bool_)
+    for r in range(height):
+        run = 0
+        for c in range(columns):
+            run = run + 1 if mask[r, c] else 0
+            if run >= span:
+                inner[r, c - width] = True
+    band = mask.copy()
+    for c in range(columns):
+        run = 0
+        for r in range(height):
+            run = run + 1 if inner[r, c] else 0
+            if run >= span:
+                band[r - width, c] = False
+    return band

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._inputs import as_image_list, check_pair, finite_range, ranking_dtype, warn_degenerate
+from ._inputs import (as_image_list, check_image_scores, check_pair, finite_range, ranking_dtype,
+                      warn_degenerate)
 from .bootstrap import ResampleSet, Units, check_bootstrap_args, intervals
 from .pro import AnomalousPixels, anomalous_pixels
 from .ranking import Ranking, SortedScores, group_by_score, threshold_scores
@@ -51,12 +52,7 @@ def image_level(images: list[ImagePixels], image_scores=None):
     if image_scores is None:
         scores = np.array([image.max_score for image in images], dtype=np.float64)
     else:
-        scores = np.asarray(image_scores)
-        if scores.shape != (len(images),):
-            raise ValueError(
-                f"image_scores: expected one score per image ({len(images)}), got shape {scores.shape}"
-            )
-        finite_range(scores, "image_scores")
+        scores = check_image_scores(image_scores, len(images))
     return scores, labels
 
 

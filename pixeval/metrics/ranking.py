@@ -275,19 +275,21 @@ def f1_max(scores, labels) -> tuple[float, float]:
     return float(summary.f1_max), float(summary.f1_threshold)
 
 
-def threshold_scores(tp: int, predicted: int, n_pos: int, n_neg: int) -> tuple[float, float, float]:
+def threshold_scores(tp: int, predicted: int, n_pos: int, n_neg: int,
+                     unit: str = "pixel") -> tuple[float, float, float]:
     """F1, precision and recall from counts at one threshold (NaN where undefined, with a warning).
 
-    ``tp``: anomalous pixels predicted anomalous; ``predicted``: all pixels predicted anomalous.
+    ``tp``: anomalous units (pixels, or images with ``unit="image"``) predicted anomalous;
+    ``predicted``: all units predicted anomalous.
     """
     if n_pos == 0 or n_neg == 0:
         warn_degenerate("metrics at the threshold",
-                        "no anomalous pixel" if n_pos == 0 else "no normal pixel")
+                        f"no anomalous {unit}" if n_pos == 0 else f"no normal {unit}")
         return np.nan, np.nan, np.nan
     recall = tp / n_pos
     f1 = 2.0 * tp / (predicted + n_pos)
     if predicted == 0:
-        warn_degenerate("precision at the threshold", "no pixel scores >= the threshold")
+        warn_degenerate("precision at the threshold", f"no {unit} scores >= the threshold")
         return f1, np.nan, recall
     return f1, tp / predicted, recall
 
