@@ -20,7 +20,7 @@ import numpy as np
 
 from pixeval.data import open_dataset
 from pixeval.metrics import evaluate
-from pixeval.registry import create_detector
+from pixeval import create_detector
 
 METRICS = (("P-AUROC", "pixel_auroc"), ("P-AUPR", "pixel_aupr"), ("P-F1", "pixel_f1_max"),
            ("P-AUPRO", "pixel_aupro"), ("I-AUROC", "image_auroc"))

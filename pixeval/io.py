@@ -26,16 +26,13 @@ import numpy as np
 import tifffile
 
 from pixeval.data import files
+from pixeval.errors import InputError
 
 __all__ = ["SCORE_MAP_SUFFIXES", "InputError", "ScoreMap", "read_mask", "read_score_map", "resize_map",
            "write_score_map"]
 
 #: File suffixes (lower case) read as score maps.
 SCORE_MAP_SUFFIXES = (".tiff", ".tif", ".npy", ".npz", ".png")
-
-
-class InputError(ValueError):
-    """Input files that cannot be scored; the message names the files and says how to fix them."""
 
 
 @dataclass(frozen=True)

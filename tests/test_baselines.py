@@ -20,7 +20,7 @@ from detectors.dfm import DFM
 from detectors.features import extract_features
 from detectors.padim import PaDiM
 from detectors.patchcore import PatchCore, greedy_coreset, nearest_neighbors
-from pixeval.registry import ParamError, get_detector, load_detector
+from pixeval import ParamError, get_detector, load_detector
 
 #: Hyperparameters that keep each detector fast and meaningful on 64-pixel inputs.
 FAST = {

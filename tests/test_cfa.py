@@ -8,7 +8,7 @@ from detectors.cfa import CFA, PRESETS
 from detectors.cfa.loss import CFAHead, squared_distances
 from detectors.cfa.model import CoordConvDescriptor, fuse_levels, fused_features
 from detectors.cfa.training import train_heads
-from pixeval.registry import ParamError, get_detector, load_detector
+from pixeval import ParamError, get_detector, load_detector
 
 
 def _images(n=6, seed=0, shape=(40, 48)):

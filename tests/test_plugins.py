@@ -47,7 +47,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pixeval.registry import BaseParams, Detector, Prediction, param
+from pixeval import BaseParams, Detector, Prediction, param
 
 
 class MeanColour(Detector):
@@ -79,7 +79,7 @@ def helper():
 FIT_PREDICT = """
 import sys
 import numpy as np
-from pixeval.registry import available_detectors, create_detector
+from pixeval import available_detectors, create_detector
 
 print(available_detectors()["plugin_mean"].origin)
 rng = np.random.default_rng(0)
@@ -125,7 +125,7 @@ def test_plugin_is_listed_with_its_origin_and_broken_ones_with_their_errors(plug
     assert re.search(rf"^plugin_missing\s+{origin}\s+FAILED TO LOAD: ModuleNotFoundError: "
                      r"No module named 'pixeval_plugin_example.missing'", result.stdout, re.M)
     assert re.search(rf"^plugin_not_a_detector\s+{origin}\s+FAILED TO LOAD: TypeError: "
-                     r"pixeval_plugin_example:helper is not a pixeval.registry.Detector subclass", result.stdout, re.M)
+                     r"pixeval_plugin_example:helper is not a pixeval.Detector subclass", result.stdout, re.M)
     assert re.search(r"^cfa\s+built-in", result.stdout, re.M)  # the built-ins are still there
     assert "2 of " in result.stdout and "failed to load" in result.stdout
 

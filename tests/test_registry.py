@@ -1,4 +1,5 @@
-"""The detector contract and registry (pixeval.registry) and ``pixeval detectors``, in process."""
+"""Hyperparameters (pixeval.params), the detector contract (pixeval.detector), the registry
+(pixeval.registry) and ``pixeval detectors``, in process."""
 
 from __future__ import annotations
 
@@ -14,13 +15,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from pixeval import registry
+from pixeval import (BaseParams, Detector, ParamError, Prediction, RegistryError, available_detectors,
+                     create_detector, get_detector, load_detector, param, register_detector, registry)
 from pixeval.cli import main
 from pixeval.data.transforms import resize_image
 from pixeval.io import resize_map
-from pixeval.registry import (BaseParams, Detector, ParamError, Prediction, RegistryError, available_detectors,
-                              build_params, create_detector, get_detector, load_detector, param, param_specs,
-                              register_detector)
+from pixeval.params import build_params, param_specs
 
 BUILT_IN = ("cfa", "dfm", "padim", "patchcore", "sp_cfa")
 

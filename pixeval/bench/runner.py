@@ -43,7 +43,8 @@ from typing import Any
 import numpy as np
 
 from pixeval.bench.jobs import Job, import_plugins
-from pixeval.registry import ProgressCallback, create_detector
+from pixeval.detector import ProgressCallback
+from pixeval.registry import create_detector
 
 #: Most points kept per curve.
 CURVE_POINTS = 400

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from pixeval.errors import ReportError
 from pixeval.report.significance import (BOOTSTRAP, PairedTest, bootstrap_test, sign_flip_test,
                                          smallest_bootstrap_p_value, smallest_p_value)
 
@@ -51,10 +52,6 @@ CELL = ["dataset", "category", "seed"]
 #: Bootstrap samples of one metric by (detector, dataset, category, seed), as
 #: :func:`pixeval.bench.store.read_resamples` reads them.
 Resamples = Mapping[tuple, np.ndarray]
-
-
-class ReportError(ValueError):
-    """Results that cannot make the table asked for; the message says why."""
 
 
 @dataclass

@@ -21,7 +21,7 @@ from pixeval.bench import RunStore, executors, make_config, run_bench
 from pixeval.bench.jobs import ConfigError
 from pixeval.cli import main
 from pixeval.data import open_dataset
-from pixeval.registry import Detector, create_detector, register_detector
+from pixeval import Detector, create_detector, register_detector
 
 
 def bench_args(root: Path, out: Path, *extra: str) -> list[str]:
