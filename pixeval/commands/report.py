@@ -21,22 +21,19 @@ from pixeval.tables import FORMATS
                    "curves and a qualitative grid.")
 def command(runs: tuple[str, ...], fmt: str, metrics: str, primary: str, per_category: bool,
             html_dir: str | None) -> None:
-    """Tabulate the results of bench runs (folders given to `pixeval bench --out`).
+    """Tabulate and plot the results of one or more bench runs.
 
-    Several runs are combined (for example runs of different detectors, or from different
+    RUN is a folder given to `pixeval bench --out`. Several runs are combined (for example runs of different detectors, or from different
     machines), as long as no two hold the same detector, dataset, category and seed.
     """
-    from pixeval.bench import ConfigError, read_runs
-    from pixeval.report import ReportError, render_tables
+    from pixeval.bench import read_runs
+    from pixeval.report import render_tables
 
     metric_list = [m.strip() for m in metrics.split(",") if m.strip()]
-    try:
-        results = read_runs(list(runs))
-        click.echo(render_tables(results, fmt, metrics=metric_list, primary=primary, per_category=per_category))
-        if html_dir:
-            from pixeval.report.html import write_html
+    results = read_runs(list(runs))
+    click.echo(render_tables(results, fmt, metrics=metric_list, primary=primary, per_category=per_category))
+    if html_dir:
+        from pixeval.report.html import write_html
 
-            path = write_html(results, html_dir, metrics=metric_list, primary=primary)
-            click.echo(f"HTML report: {path}", err=True)
-    except (ConfigError, ReportError) as exc:
-        raise click.UsageError(str(exc)) from None
+        path = write_html(results, html_dir, metrics=metric_list, primary=primary)
+        click.echo(f"HTML report: {path}", err=True)
