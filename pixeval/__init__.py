@@ -7,6 +7,8 @@ one needs to know which file holds it::
 
     report = pixeval.evaluate(score_maps, masks)           # every pixel and image metric, exactly
     report.pixel_aupr, report.pixel_aupro, report.to_dict()
+    result = pixeval.score_folder("preds/", "mvtec_ad/")   # `pixeval score` as a function
+    result.table()
 
     dataset = pixeval.open_dataset("synthetic-textures")
     detector = pixeval.create_detector("patchcore", {"backbone": "resnet18"}).fit(train_images)
@@ -32,6 +34,7 @@ _EXPORTS = {
                      "roc_curve", "precision_recall_curve", "pro_curve", "bootstrap_samples",
                      "paired_bootstrap", "PixelAccumulator", "MetricReport", "DegenerateInputWarning"),
                     "pixeval.metrics"),
+    **dict.fromkeys(("score_folder", "ScoreResult"), "pixeval.scoring"),
     **dict.fromkeys(("open_dataset",), "pixeval.data"),
     **dict.fromkeys(("BaseParams", "param"), "pixeval.params"),
     **dict.fromkeys(("Detector", "Prediction", "ProgressCallback", "load_detector"), "pixeval.detector"),
@@ -65,3 +68,4 @@ if TYPE_CHECKING:
                                  paired_bootstrap, precision_recall_curve, pro_curve, roc_curve)
     from pixeval.params import BaseParams, param
     from pixeval.registry import available_detectors, create_detector, get_detector, register_detector
+    from pixeval.scoring import ScoreResult, score_folder
