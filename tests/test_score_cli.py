@@ -208,7 +208,7 @@ def test_formats_agree_and_output_goes_to_file(dataset, tmp_path):
     assert list(csv["category"]) == ["carpet", "grid", "mean"]
     np.testing.assert_array_equal(csv["P-AUPR"], [r["P-AUPR"] for r in rows])  # full precision
     markdown = run(root / "preds", root / "data", "--format", "markdown", "-q").stdout
-    assert f"| {rows[0]['P-AUPR']:.4f} |" in markdown and "F1-max" in markdown
+    assert f"| {rows[0]['P-AUPR']:.4f} |" in markdown and "P-F1max: best pixel F1 over all thresholds" in markdown
     latex = run(root / "preds", root / "data", "--format", "latex", "-q").stdout
     assert r"\begin{tabular}" in latex and "carpet" in latex
     result = run(root / "preds", root / "data", "--output", tmp_path / "out" / "t.txt")

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from pixeval.report.ranking import PRIMARY
 from pixeval.tables import FORMATS
 
 #: Command-line option -> BenchConfig field, for options that a config file may also set.
@@ -52,7 +53,7 @@ CONFIG_OPTIONS = {"data": "data", "categories": "categories", "detectors": "dete
 @click.option("--force", is_flag=True, help="Redo jobs the run folder already holds.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
               help="Format of the printed table.")
-@click.option("--primary", default="pixel_aupr", show_default=True, help="Metric that orders the table.")
+@click.option("--primary", default=PRIMARY, show_default=True, help="Metric that orders the table.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bars on stderr, for the grid and each running job's phase (default: when "
                    "stderr is a terminal).")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from pixeval.report.ranking import DEFAULT_METRICS, PRIMARY
 from pixeval.tables import FORMATS
 
 
@@ -11,10 +12,9 @@ from pixeval.tables import FORMATS
 @click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False), metavar="RUN...")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
               help="Format of the printed tables.")
-@click.option("--metrics", metavar="A,B",
-              default="pixel_aupr,pixel_f1_max,pixel_auroc,pixel_aupro,image_auroc", show_default=True,
-              help="Metrics (columns), as named in the results store.")
-@click.option("--primary", default="pixel_aupr", show_default=True, help="Metric that orders the table.")
+@click.option("--metrics", metavar="A,B", default=",".join(DEFAULT_METRICS), show_default=True,
+              help="Metrics (columns), as named in the results store (their definitions: pixeval score --help).")
+@click.option("--primary", default=PRIMARY, show_default=True, help="Metric that orders the table.")
 @click.option("--per-category", is_flag=True, help="Also print one table per category.")
 @click.option("--html", "html_dir", type=click.Path(file_okay=False), metavar="DIR",
               help="Also write a self-contained HTML page DIR/index.html with the tables, PR/ROC/PRO "

@@ -7,6 +7,7 @@ progress bar go to standard error, so ``--format csv > table.csv`` stays clean.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import click
@@ -14,11 +15,12 @@ import cv2
 import pandas as pd
 
 from pixeval.errors import InputError
+from pixeval.metrics.catalogue import CATALOGUE, metric_definition, metric_title
 from pixeval.scoring import (PAIRING_LAYOUTS, Matching, ScoreOptions, attach_image_scores, match, read_pair_list,
                              score_matching)
 from pixeval.tables import FORMATS
 
-HELP = """Score anomaly maps saved as files against ground-truth masks.
+HELP_TEMPLATE = """Score anomaly maps saved as files against ground-truth masks.
 
 \b
 PREDS holds one score map per test image (float32/float16 .tiff or .tif, .npy, .npz, or
@@ -36,9 +38,9 @@ The layout is detected from MASKS and printed; --layout forces one.
 
 \b
 The table has one row per category (or per defect type with --by defect), then
-their mean: P-AUROC, P-AUPR (step-wise average precision), P-F1 (F1-max, with its
-threshold), P-AUPRO up to --fpr-limit, I-AUROC, I-AUPR, I-F1. Image scores are
-the maps' maxima unless --image-scores or the pair list gives them.
+their mean; its columns (@0.3 is --fpr-limit, @t is --threshold):
+{metrics}
+Image scores are the maps' maxima unless --image-scores or the pair list gives them.
 
 \b
 Examples:
@@ -48,6 +50,18 @@ Examples:
   pixeval score --pairs pairs.csv --format json
   pixeval score preds/ masks/ --resize --per-image images.csv
 """
+
+
+def _metric_lines(width: int = 78) -> str:
+    """The metric catalogue as help text: each title, then its definition wrapped beside it."""
+    titles = {info.name: metric_title(info.name) for info in CATALOGUE}
+    indent = 4 + max(map(len, titles.values()))
+    return "\n".join(textwrap.fill(metric_definition(name), width, initial_indent=f"  {title:<{indent - 2}}",
+                                    subsequent_indent=" " * indent, break_on_hyphens=False)
+                     for name, title in titles.items())
+
+
+HELP = HELP_TEMPLATE.format(metrics=_metric_lines())
 
 
 @click.command("score", help=HELP, context_settings={"help_option_names": ["-h", "--help"]})

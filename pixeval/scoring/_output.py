@@ -8,43 +8,42 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from pixeval.metrics.catalogue import CATALOGUE, METRICS, metric_definition, metric_title
 from pixeval.tables import format_table, table_records
 
 if TYPE_CHECKING:
-    from pixeval.scoring._compute import ScoreResult
+    from pixeval.scoring._compute import ScoreOptions, ScoreResult
 
-#: Report field -> table column, in table order (the AUPRO column is named after the FPR limit).
-METRIC_COLUMNS = {"pixel_auroc": "P-AUROC", "pixel_aupr": "P-AUPR", "pixel_f1_max": "P-F1",
-                  "pixel_f1_threshold": "P-F1 thr", "pixel_aupro": "P-AUPRO@{fpr_limit:g}",
-                  "image_auroc": "I-AUROC", "image_aupr": "I-AUPR", "image_f1_max": "I-F1"}
-#: The same for the metrics at a given ``--threshold``.
-THRESHOLD_COLUMNS = {"pixel_f1_at_threshold": "P-F1@{threshold:g}",
-                     "pixel_precision_at_threshold": "P-Prec@{threshold:g}",
-                     "pixel_recall_at_threshold": "P-Rec@{threshold:g}"}
-#: Columns whose mean over rows means nothing (left empty in the mean row).
-NO_MEAN = ("pixel_f1_threshold",)
+
+def metric_columns(options: ScoreOptions) -> dict[str, str]:
+    """Report field -> column title of every metric the table shows, in catalogue order (those
+    needing a threshold only when ``options.threshold`` is given)."""
+    return {info.name: metric_title(info.name, fpr_limit=options.fpr_limit, threshold=options.threshold)
+            for info in CATALOGUE if options.threshold is not None or not info.needs_threshold}
 
 
 def results_table(result: ScoreResult) -> tuple[pd.DataFrame, dict[str, tuple[str, str]]]:
-    """The results table (rows, then their mean when there are several) and its interval columns."""
+    """The results table (rows, then their mean when there are several; thresholds are not
+    averaged) and its interval columns."""
     options = result.options
-    columns = {field: name.format(fpr_limit=options.fpr_limit, threshold=options.threshold)
-               for field, name in (METRIC_COLUMNS | (THRESHOLD_COLUMNS if options.threshold is not None else {})).items()}
+    titles = metric_columns(options)
     records, intervals = [], {}
     for row in result.rows:
         record = {"category": row.category} | ({"defect": row.defect} if options.by == "defect" else {})
         record["images"] = row.report.n_images
-        for field, name in columns.items():
-            record[name] = getattr(row.report, field)
+        for field, title in titles.items():
+            record[title] = getattr(row.report, field)
         for field, (low, high) in row.report.intervals.items():
-            if field in columns:
-                record[f"{columns[field]} low"], record[f"{columns[field]} high"] = low, high
-                intervals[columns[field]] = (f"{columns[field]} low", f"{columns[field]} high")
+            if field in titles:
+                title = titles[field]
+                record[f"{title} low"], record[f"{title} high"] = low, high
+                intervals[title] = (f"{title} low", f"{title} high")
         records.append(record)
     df = pd.DataFrame(records).astype({"images": "Int64"})
     if len(df) > 1:
         mean = {"category": "mean"} | ({"defect": ""} if options.by == "defect" else {})
-        means = df.drop(columns=[columns[f] for f in NO_MEAN] + list(mean) + ["images"]
+        thresholds = [title for field, title in titles.items() if METRICS[field].is_threshold]
+        means = df.drop(columns=thresholds + list(mean) + ["images"]
                         + [c for bounds in intervals.values() for c in bounds]).mean(skipna=False)
         df = pd.concat([df, pd.DataFrame([mean | means.to_dict()])], ignore_index=True)
     return df, intervals
@@ -54,9 +53,10 @@ def caption(result: ScoreResult) -> str:
     """What the table shows and how it was made, one sentence per line, then the notes."""
     matching, options = result.matching, result.options
     lines = [f"Ground truth: {matching.description} ({matching.layout} layout)."]
-    lines.append("P-F1 is F1-max: the best F1 over all thresholds, chosen on this test set (P-F1 thr); "
-                 "image metrics use " + ("the given image scores." if any(p.image_score is not None
-                                                                        for p in matching.pairs)
+    lines += [f"{title}: {metric_definition(name)}." for name, title in metric_columns(options).items()
+              if METRICS[name].optimistic]
+    lines.append("Image metrics use " + ("the given image scores." if any(p.image_score is not None
+                                                                         for p in matching.pairs)
                                          else "each map's maximum as image score."))
     if options.by == "defect":
         lines.append("Each defect row scores that defect's images together with the category's good images.")
