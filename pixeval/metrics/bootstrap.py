@@ -14,9 +14,9 @@ Speed: each image is reduced once to cell counts against the K distinct anomalou
 whole set (see :func:`pixeval.metrics._kernels.resampled_summaries`), so a resample costs
 O(cells of the drawn images + K) instead of a sort of all its pixels. An image has at most one
 cell per distinct normal score, so heavily tied (e.g. quantised) maps are cheap and continuous
-maps cost about one cell per pixel: 8 bytes per pixel of memory (int32 cell and count) and, on
-the project's 2-core box, about 15 s for 1000 resamples of 100 maps of 256×256 (measured under
-load from other work; see benchmarks/README.md).
+maps cost about one cell per pixel: 8 bytes per pixel of memory (int32 cell and count). The time
+of 1000 resamples is measured by ``benchmarks/bench_metrics.py`` (benchmarks/README.md,
+"Metric core").
 """
 
 from __future__ import annotations
