@@ -133,6 +133,21 @@ def check_fpr_limit(fpr_limit: float) -> float:
     return limit
 
 
+def check_image_scores(image_scores, n_images: int) -> np.ndarray:
+    """``image_scores`` as an array of one finite score per image, or raise."""
+    scores = np.asarray(image_scores)
+    if scores.shape != (n_images,):
+        raise ValueError(f"image_scores: expected one score per image ({n_images}), got shape {scores.shape}")
+    finite_range(scores, "image_scores")
+    return scores
+
+
+def check_threshold(threshold: float | None) -> None:
+    """Raise unless ``threshold`` is None or a number (NaN is no threshold)."""
+    if threshold is not None and np.isnan(threshold):
+        raise ValueError("threshold is NaN; give a number, or None for no threshold")
+
+
 def check_labels(labels: np.ndarray, n: int, name: str = "labels") -> np.ndarray:
     """Flat binary labels of length ``n`` as bool (any value > 0 is anomalous), or raise."""
     labels = np.asarray(labels)

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._inputs import check_fpr_limit, ranking_dtype
+from ._inputs import check_fpr_limit, check_threshold, ranking_dtype
+from .bootstrap import check_bootstrap_args
 from .pooled import ImagePixels, build_report, extract, image_level, pooled_report
 from .ranking import Ranking
 from .report import MetricReport
@@ -113,6 +114,8 @@ class PixelAccumulator:
     def compute(self, threshold: float | None = None, bootstrap: int = 0,
                 confidence: float = 0.95, seed: int = 0) -> MetricReport:
         """The :class:`MetricReport` of all images so far (see :func:`pixeval.metrics.evaluate`)."""
+        check_threshold(threshold)
+        check_bootstrap_args(bootstrap, confidence)
         if not self._images:
             raise ValueError("PixelAccumulator.compute: no images were added")
         image_scores = self._given_image_scores()

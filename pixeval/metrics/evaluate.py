@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._inputs import as_image_list, check_fpr_limit, warn_degenerate
-from .bootstrap import PairedComparison, check_bootstrap_args, compare, draw_multiplicities
+from ._inputs import as_image_list, check_fpr_limit, check_image_scores, check_threshold, warn_degenerate
+from .bootstrap import (PairedComparison, check_bootstrap_args, compare, draw_multiplicities,
+                        resampled_metric_names)
 from .pooled import analyse, collect, pixel_ranking, pooled_report
 from .report import MetricReport
 
@@ -38,7 +39,12 @@ def evaluate(score_maps, masks, image_scores=None, *, fpr_limit: float = 0.3,
     score cell; see :mod:`.bootstrap`).
     """
     fpr_limit = check_fpr_limit(fpr_limit)
-    buffer, images, chunks = collect(score_maps, masks)
+    check_threshold(threshold)
+    check_bootstrap_args(bootstrap, confidence)
+    maps = as_image_list(score_maps, "score_maps")
+    if image_scores is not None:
+        check_image_scores(image_scores, len(maps))
+    buffer, images, chunks = collect(maps, masks)
     return pooled_report(buffer, images, chunks, image_scores=image_scores, fpr_limit=fpr_limit,
                          threshold=threshold, bootstrap=bootstrap, confidence=confidence,
                          seed=seed)
@@ -85,16 +91,18 @@ def paired_bootstrap(score_maps_a, score_maps_b, masks, *, image_scores_a=None,
         ``{metric name: PairedComparison}``.
     """
     fpr_limit = check_fpr_limit(fpr_limit)
+    check_threshold(threshold)
     check_bootstrap_args(n_resamples, confidence)
     _check_resamples(n_resamples, "paired_bootstrap")
+    available = resampled_metric_names(threshold is not None)
+    names = list(available) if metrics is None else list(metrics)
+    unknown = [name for name in names if name not in available]
+    if unknown:
+        raise ValueError(f"metrics: unknown or unavailable {unknown}; choose from {list(available)}")
     mask_list = as_image_list(masks, "masks")
     (report_a, samples_a), (report_b, samples_b) = (
         _report_and_samples(maps, mask_list, image_scores, n_resamples, seed, fpr_limit, threshold)
         for maps, image_scores in ((score_maps_a, image_scores_a), (score_maps_b, image_scores_b)))
-    names = list(samples_a) if metrics is None else list(metrics)
-    unknown = [name for name in names if name not in samples_a]
-    if unknown:
-        raise ValueError(f"metrics: unknown or unavailable {unknown}; choose from {list(samples_a)}")
     return {name: compare(name, getattr(report_a, name), getattr(report_b, name),
                           samples_a[name], samples_b[name], confidence) for name in names}
 
