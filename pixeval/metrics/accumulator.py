@@ -34,6 +34,17 @@ class PixelAccumulator:
         fpr_limit: the FPR integration limit of AUPRO, in (0, 1].
         bins: None for exact mode, or the number of score bins of binned mode.
         score_range: ``(low, high)`` of the bins (required with ``bins``).
+
+    Example (exactly what :func:`~pixeval.metrics.evaluate` gives on the same images):
+        >>> import numpy as np
+        >>> maps = [np.array([[0.1, 0.7], [0.9, 0.35]]), np.array([[0.6, 0.2], [0.4, 0.1]])]
+        >>> masks = [np.array([[0, 1], [1, 1]]), np.zeros((2, 2))]  # one 3-pixel region; a normal image
+        >>> from pixeval.metrics import PixelAccumulator
+        >>> accumulator = PixelAccumulator()
+        >>> for score_map, mask in zip(maps, masks):
+        ...     accumulator.update(score_map, mask)
+        >>> round(accumulator.compute().pixel_aupr, 4)
+        0.8667
     """
 
     def __init__(self, fpr_limit: float = 0.3, *, bins: int | None = None,
