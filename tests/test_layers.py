@@ -23,7 +23,7 @@ RANKS = {
     "pixeval.report": 5,
     "pixeval.commands": 6, "pixeval.cli": 6,
 }
-#: Third-party packages the metric core must not import (DESIGN: it stays light and usable alone).
+#: Third-party packages the metric core must not import (docs/design.md: it stays light and usable alone).
 NOT_IN_METRICS = ("torch", "torchvision", "pandas", "click")
 
 

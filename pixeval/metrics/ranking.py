@@ -1,6 +1,6 @@
 """Exact threshold counts from one sort, and the metrics on flat score arrays.
 
-Conventions (pinned in DESIGN.md): a pixel is predicted anomalous when ``score >= t``; the
+Conventions (pinned in docs/design.md): a pixel is predicted anomalous when ``score >= t``; the
 thresholds are all distinct score values and tied scores move together, exactly as
 scikit-learn.
 
