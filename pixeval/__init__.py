@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-#: Public name -> the module that defines it.
+#: The module that defines each public name.
 _EXPORTS = {
     **dict.fromkeys(("evaluate", "aupro", "auroc", "average_precision", "f1_max", "f1_at_threshold",
                      "roc_curve", "precision_recall_curve", "pro_curve", "bootstrap_samples",
@@ -44,7 +44,19 @@ _EXPORTS = {
                     "pixeval.errors"),
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    # metrics
+    "evaluate", "aupro", "auroc", "average_precision", "f1_max", "f1_at_threshold", "roc_curve",
+    "precision_recall_curve", "pro_curve", "bootstrap_samples", "paired_bootstrap", "PixelAccumulator",
+    "MetricReport", "DegenerateInputWarning",
+    # scoring files, datasets
+    "score_folder", "ScoreResult", "open_dataset",
+    # detectors: hyperparameters, contract, registry
+    "BaseParams", "param", "Detector", "Prediction", "ProgressCallback", "load_detector", "register_detector",
+    "create_detector", "get_detector", "available_detectors",
+    # errors
+    "PixevalError", "ParamError", "RegistryError", "DatasetError", "InputError",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -8,8 +8,8 @@ from sklearn.metrics import average_precision_score
 from detectors.cfa import CFA
 from detectors.sp_cfa import TABLE2, SpCFA, fuse
 from detectors.tuning import TuningRun, ValidationSplit, paste_anomalies, simplex_grid
-from pixeval.cli import main
 from pixeval import ParamError, get_detector, load_detector
+from pixeval.cli import main
 from pixeval.testing import check_detector
 
 SMALL = dict(backbone="tiny", resolution=48, epochs=2, gamma_c=2, rs_s=8, rs_b=16, seed=3)

@@ -7,8 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._inputs import as_image_list, check_fpr_limit, check_image_scores, check_threshold, warn_degenerate
-from .bootstrap import (PairedComparison, check_bootstrap_args, compare, draw_multiplicities,
-                        resampled_metric_names)
+from .bootstrap import PairedComparison, check_bootstrap_args, compare, draw_multiplicities, resampled_metric_names
 from .pooled import analyse, collect, pixel_ranking, pooled_report
 from .report import MetricReport
 

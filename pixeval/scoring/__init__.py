@@ -26,8 +26,7 @@ the fix; options are checked before any file is read.
 """
 
 from pixeval.scoring._compute import ScoredRow, ScoreOptions, ScoreResult, score_folder, score_matching
-from pixeval.scoring._pairing import (PAIRING_LAYOUTS, Matching, Pair, attach_image_scores, match,
-                                      read_pair_list)
+from pixeval.scoring._pairing import PAIRING_LAYOUTS, Matching, Pair, attach_image_scores, match, read_pair_list
 from pixeval.scoring._reading import LoadedPair, read_pairs
 
 __all__ = ["PAIRING_LAYOUTS", "LoadedPair", "Matching", "Pair", "ScoreOptions", "ScoreResult", "ScoredRow",
