@@ -1,7 +1,7 @@
 """Quality, time and memory of the PatchCore, PaDiM and DFM baselines on synthetic-textures.
 
 For each detector and category: fit on the category's training images, predict its test images,
-and score the maps with :func:`pixeval.metrics.evaluate` (P-AUROC, P-AUPR, P-F1-max, P-AUPRO@0.3
+and score the maps with :func:`pixeval.metrics.evaluate` (P-AUROC, P-AUPR, P-F1max, P-AUPRO@0.3
 and I-AUROC; the image metric uses each detector's own image score). Reports fit and predict
 wall-clock seconds and the peak resident memory of this process during each step, as the
 increase over the memory held when the step began (Linux: the peak counter is reset through
@@ -18,12 +18,13 @@ import time
 
 import numpy as np
 
+from pixeval import create_detector
 from pixeval.data import open_dataset
 from pixeval.metrics import evaluate
-from pixeval.registry import create_detector
+from pixeval.metrics.catalogue import metric_title
 
-METRICS = (("P-AUROC", "pixel_auroc"), ("P-AUPR", "pixel_aupr"), ("P-F1", "pixel_f1_max"),
-           ("P-AUPRO", "pixel_aupro"), ("I-AUROC", "image_auroc"))
+METRICS = tuple((metric_title(name), name) for name in ("pixel_auroc", "pixel_aupr", "pixel_f1_max", "pixel_aupro",
+                                                       "image_auroc"))
 
 
 def _memory_mb(field: str) -> float:

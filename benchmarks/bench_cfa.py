@@ -33,12 +33,13 @@ from detectors.cfa import CFA, PRESETS
 from detectors.tuning import TuningRun, validation_split
 from pixeval.data import open_dataset
 from pixeval.metrics import evaluate
+from pixeval.metrics.catalogue import metric_title
 from detectors.sp_cfa import fuse
 from detectors.common import to_image_maps
 import torch
 
-METRICS = {"P-AUPR": "pixel_aupr", "P-F1": "pixel_f1_max", "P-AUROC": "pixel_auroc",
-           "P-AUPRO": "pixel_aupro", "I-AUROC": "image_auroc"}
+METRICS = {metric_title(name): name for name in ("pixel_aupr", "pixel_f1_max", "pixel_auroc", "pixel_aupro",
+                                                  "image_auroc")}
 VARIANTS = {"org+small": (True, True, False), "org+big": (True, False, True), "all three": (True, True, True)}
 #: Diagnostics: one superpixel branch alone, untuned.
 SINGLE = {"small alone": (0.0, 1.0, 0.0), "big alone": (0.0, 0.0, 1.0)}

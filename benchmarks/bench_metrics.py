@@ -121,7 +121,7 @@ def main() -> None:
         sort_time = min(sort_time, timed(lambda: np.sort(maps, axis=None))[1])
     print(f"pixeval evaluate, exact (best of {args.repeat}): {pixeval_time:.2f} s  "
           f"(P-AUROC {report.pixel_auroc:.6f}, P-AUPR {report.pixel_aupr:.6f}, "
-          f"P-F1 {report.pixel_f1_max:.6f}, AUPRO@0.3 {report.pixel_aupro:.6f}, "
+          f"P-F1max {report.pixel_f1_max:.6f}, P-AUPRO@0.3 {report.pixel_aupro:.6f}, "
           f"{report.n_regions} regions)")
     print(f"np.sort of all scores (best of {args.repeat}): {sort_time:.2f} s   ratio pixeval / sort: "
           f"{pixeval_time / sort_time:.2f} (target <= 1.5)")

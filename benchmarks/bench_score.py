@@ -78,21 +78,15 @@ def end_to_end(root: Path, repeat: int) -> list[float]:
 
 def steps(root: Path, jobs: int) -> dict[str, float]:
     """Seconds of pairing, reading (with ``jobs`` threads) and metrics, in this process."""
-    from concurrent.futures import ThreadPoolExecutor
+    from pixeval import evaluate
+    from pixeval.scoring import match, read_pairs
 
-    from tqdm import tqdm
-
-    from pixeval.commands.score import Options, collect, evaluate_set, submit_reads
-    from pixeval.matching import match
-
-    options = Options(jobs=jobs)
     start = time.perf_counter()
     matching = match(root / "preds", root / "data")
     paired = time.perf_counter()
-    with ThreadPoolExecutor(jobs) as executor, tqdm(disable=True) as bar:
-        loaded = collect(submit_reads(matching.pairs, options, executor, bar))
+    loaded = read_pairs(matching.pairs, jobs=jobs)
     read = time.perf_counter()
-    evaluate_set(loaded, options, "carpet", [])
+    evaluate([item.scores for item in loaded], [item.mask for item in loaded])
     done = time.perf_counter()
     return {"pairing": paired - start, "reading": read - paired, "metrics": done - read}
 

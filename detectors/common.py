@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from detectors.backbones import BACKBONES, Backbone, load_backbone
 from detectors.features import check_images, iter_features, resolve_device
-from pixeval.registry import BaseParams, Detector, ProgressCallback, param
+from pixeval import BaseParams, Detector, ProgressCallback, param
 
 
 @dataclass

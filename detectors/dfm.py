@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from detectors.common import BackboneDetector, BackboneParams, to_image_maps
-from pixeval.registry import Prediction, ProgressCallback, param
+from pixeval import Prediction, ProgressCallback, param
 
 
 @dataclass

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from detectors.common import BackboneDetector, BackboneParams, to_image_maps
-from pixeval.registry import Prediction, ProgressCallback, param
+from pixeval import Prediction, ProgressCallback, param
 
 #: The paper's number of kept channels for the backbones it used.
 _PAPER_N_FEATURES = {"resnet18": 100, "wide_resnet50_2": 550}

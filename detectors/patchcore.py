@@ -16,7 +16,7 @@ from sklearn.random_projection import SparseRandomProjection, johnson_lindenstra
 
 from detectors.common import BackboneDetector, BackboneParams, to_image_maps
 from detectors.features import resolve_device
-from pixeval.registry import Prediction, ProgressCallback, param
+from pixeval import Prediction, ProgressCallback, param
 
 #: Most float32 distances held at once by the nearest-neighbour search (64 MiB).
 _DISTANCE_BUDGET = 1 << 24

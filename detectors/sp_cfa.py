@@ -47,7 +47,7 @@ from detectors.cfa.loss import CFAHead
 from detectors.cfa.training import patch_scores, upsample
 from detectors.common import gaussian_blur, to_image_maps
 from detectors.superpixels import Tiling, make_tiling, tile, untile
-from pixeval.registry import ParamError, Prediction, ProgressCallback, param
+from pixeval import ParamError, Prediction, ProgressCallback, param
 
 #: The paper's Table II as (a1 org, a2 small, a3 big, rs_s, rs_b); see the module docstring for
 #: the reading of the printed a2/a3 columns.

@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from detectors.sp_cfa import SpCFA, fuse
-from pixeval.registry import ProgressCallback
+from pixeval import ProgressCallback
 
 OBJECTIVES = ("aupr", "f1", "auroc")
 

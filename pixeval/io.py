@@ -1,4 +1,4 @@
-"""Reading and writing score-map files, and reading masks.
+"""Reading and writing score-map files.
 
 A **score map** is a single-channel 2-D array of anomaly scores, higher = more anomalous. It may be
 stored as
@@ -12,7 +12,8 @@ Singleton axes are dropped (``1×H×W`` and ``H×W×1`` are read as ``H×W``); a
 integer or boolean file are flagged as quantised: ties between pixels that had different scores
 before quantisation change every metric. Scores come back as float32 (float64 files stay float64).
 
-Masks are read by :func:`pixeval.data.files.read_mask`: any colour channel > 0 is anomalous.
+Masks are images of a dataset, read by :func:`pixeval.data.files.read_mask` (any colour channel
+> 0 is anomalous).
 """
 
 from __future__ import annotations
@@ -25,17 +26,12 @@ import cv2
 import numpy as np
 import tifffile
 
-from pixeval.data import files
+from pixeval.errors import InputError
 
-__all__ = ["SCORE_MAP_SUFFIXES", "InputError", "ScoreMap", "read_mask", "read_score_map", "resize_map",
-           "write_score_map"]
+__all__ = ["SCORE_MAP_SUFFIXES", "InputError", "ScoreMap", "read_score_map", "resize_map", "write_score_map"]
 
 #: File suffixes (lower case) read as score maps.
 SCORE_MAP_SUFFIXES = (".tiff", ".tif", ".npy", ".npz", ".png")
-
-
-class InputError(ValueError):
-    """Input files that cannot be scored; the message names the files and says how to fix them."""
 
 
 @dataclass(frozen=True)
@@ -143,12 +139,3 @@ def write_score_map(path: str | Path, values: np.ndarray) -> Path:
     else:
         tifffile.imwrite(path, values)
     return path
-
-
-def read_mask(path: str | Path) -> np.ndarray:
-    """The mask at ``path`` as ``bool`` ``H×W`` (any colour channel > 0 is anomalous);
-    :class:`InputError` if it cannot be read."""
-    try:
-        return files.read_mask(Path(path))
-    except files.DatasetError as exc:
-        raise InputError(f"cannot read mask: {exc} (unreadable or truncated). Fix: write it again") from None

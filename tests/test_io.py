@@ -1,4 +1,4 @@
-"""pixeval.io: score-map and mask files, read back exactly or refused with a message naming the file."""
+"""pixeval.io: score-map files, read back exactly or refused with a message naming the file."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from pixeval.io import InputError, read_mask, read_score_map, resize_map, write_score_map
+from pixeval.io import InputError, read_score_map, resize_map, write_score_map
 
 
 @pytest.fixture
@@ -120,22 +120,6 @@ def test_unknown_suffix_is_refused(tmp_path):
     (tmp_path / "m.jpg").write_bytes(b"")
     with pytest.raises(InputError, match=r"m\.jpg is not a score-map file"):
         read_score_map(tmp_path / "m.jpg")
-
-
-def test_masks_any_value_above_zero_is_anomalous(tmp_path):
-    values = np.array([[0, 1, 255], [0, 0, 7]], np.uint8)
-    cv2.imwrite(str(tmp_path / "grey.png"), values)
-    np.testing.assert_array_equal(read_mask(tmp_path / "grey.png"), values > 0)
-    colour = np.zeros((2, 3, 3), np.uint8)
-    colour[0, 1, 2] = 1  # one channel of one pixel
-    cv2.imwrite(str(tmp_path / "colour.png"), colour)
-    np.testing.assert_array_equal(read_mask(tmp_path / "colour.png"), [[False, True, False], [False] * 3])
-
-
-def test_truncated_mask_is_refused_naming_it(tmp_path):
-    cv2.imwrite(str(tmp_path / "mask.png"), np.random.default_rng(3).integers(0, 2, (64, 64), np.uint8) * 255)
-    with pytest.raises(InputError, match=r"mask\.png"):
-        read_mask(_truncate(tmp_path / "mask.png"))
 
 
 def _bilinear_slow(values, shape):

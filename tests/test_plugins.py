@@ -1,4 +1,5 @@
-"""Third-party detectors through the ``pixeval.detectors`` entry-point group, for real.
+"""Third-party detectors and commands through the ``pixeval.detectors`` and ``pixeval.commands``
+entry-point groups, for real.
 
 A tiny plugin distribution is written to a temporary folder and pip-installed (``--target``) into
 another temporary folder; subprocesses that have that folder on ``PYTHONPATH`` see it exactly as
@@ -38,6 +39,10 @@ plugin_mean = "pixeval_plugin_example:MeanColour"
 plugin_missing = "pixeval_plugin_example.missing:Nothing"
 plugin_not_a_detector = "pixeval_plugin_example:helper"
 
+[project.entry-points."pixeval.commands"]
+hello = "pixeval_plugin_example:hello"
+hello_missing = "pixeval_plugin_example.missing:hello"
+
 [tool.setuptools]
 packages = ["pixeval_plugin_example"]
 """
@@ -45,9 +50,10 @@ packages = ["pixeval_plugin_example"]
 MODULE = '''
 from dataclasses import dataclass
 
+import click
 import numpy as np
 
-from pixeval.registry import BaseParams, Detector, Prediction, param
+from pixeval import BaseParams, Detector, Prediction, param
 
 
 class MeanColour(Detector):
@@ -74,12 +80,19 @@ class MeanColour(Detector):
 
 def helper():
     return 42
+
+
+@click.command("hello")
+@click.argument("name")
+def hello(name):
+    """Greet NAME (a test plugin command)."""
+    click.echo(f"hello {name}")
 '''
 
 FIT_PREDICT = """
 import sys
 import numpy as np
-from pixeval.registry import available_detectors, create_detector
+from pixeval import available_detectors, create_detector
 
 print(available_detectors()["plugin_mean"].origin)
 rng = np.random.default_rng(0)
@@ -125,7 +138,7 @@ def test_plugin_is_listed_with_its_origin_and_broken_ones_with_their_errors(plug
     assert re.search(rf"^plugin_missing\s+{origin}\s+FAILED TO LOAD: ModuleNotFoundError: "
                      r"No module named 'pixeval_plugin_example.missing'", result.stdout, re.M)
     assert re.search(rf"^plugin_not_a_detector\s+{origin}\s+FAILED TO LOAD: TypeError: "
-                     r"pixeval_plugin_example:helper is not a pixeval.registry.Detector subclass", result.stdout, re.M)
+                     r"pixeval_plugin_example:helper is not a pixeval.Detector subclass", result.stdout, re.M)
     assert re.search(r"^cfa\s+built-in", result.stdout, re.M)  # the built-ins are still there
     assert "2 of " in result.stdout and "failed to load" in result.stdout
 
@@ -139,6 +152,20 @@ def test_plugin_hyperparameters_and_broken_plugin_details(plugin_path, tmp_path)
     assert broken.returncode == 1
     assert "detector 'plugin_missing'" in broken.stderr and "No module named" in broken.stderr
     assert "Traceback" not in broken.stderr
+
+
+def test_plugin_commands_run_and_broken_ones_are_reported(plugin_path, tmp_path):
+    listing = pixeval(plugin_path, "--help", cwd=tmp_path)
+    assert listing.returncode == 0, listing.stderr
+    text = " ".join(listing.stdout.split())  # undo the help formatter's line wrapping
+    assert "hello Greet NAME (a test plugin command)." in text
+    assert f"hello_missing FAILED TO LOAD (package {DIST} {VERSION}): ModuleNotFoundError" in text
+    assert "tune Tune Sp-CFA" in text  # the others still work
+    hello = pixeval(plugin_path, "hello", "world", cwd=tmp_path)
+    assert hello.returncode == 0 and hello.stdout == "hello world\n", hello.stderr
+    broken = pixeval(plugin_path, "hello_missing", cwd=tmp_path)
+    assert broken.returncode == 1 and "Traceback" not in broken.stderr
+    assert f"command 'hello_missing' (package {DIST} {VERSION}) failed to load: ModuleNotFoundError" in broken.stderr
 
 
 def test_plugin_fits_and_predicts_through_the_registry(plugin_path, tmp_path):
@@ -184,6 +211,8 @@ def test_nothing_leaks_into_this_environment(plugin_path):
         importlib.metadata.distribution(DIST)
     names = {ep.name for ep in importlib.metadata.entry_points(group="pixeval.detectors")}
     assert not names & {"plugin_mean", "plugin_missing", "plugin_not_a_detector"}
+    commands = {ep.name for ep in importlib.metadata.entry_points(group="pixeval.commands")}
+    assert not commands & {"hello", "hello_missing"}
     assert "pixeval_plugin_example" not in sys.modules
     assert str(plugin_path) not in sys.path
 

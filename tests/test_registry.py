@@ -1,4 +1,5 @@
-"""The detector contract and registry (pixeval.registry) and ``pixeval detectors``, in process."""
+"""Hyperparameters (pixeval.params), the detector contract (pixeval.detector), the registry
+(pixeval.registry) and ``pixeval detectors``, in process."""
 
 from __future__ import annotations
 
@@ -10,17 +11,17 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from pixeval import registry
+from pixeval import (BaseParams, Detector, ParamError, Prediction, RegistryError, available_detectors,
+                     create_detector, get_detector, load_detector, param, register_detector, registry)
 from pixeval.cli import main
-from pixeval.data.transforms import resize_image
 from pixeval.io import resize_map
-from pixeval.registry import (BaseParams, Detector, ParamError, Prediction, RegistryError, available_detectors,
-                              build_params, create_detector, get_detector, load_detector, param, param_specs,
-                              register_detector)
+from pixeval.params import build_params, param_specs
+from pixeval.testing import bad_hyperparameters, check_detector
 
 BUILT_IN = ("cfa", "dfm", "padim", "patchcore", "sp_cfa")
 
@@ -44,7 +45,7 @@ class Tiny(Detector):
 
     def fit(self, train_images, progress=None):
         r = self.params.resolution
-        stack = np.stack([resize_image(im, r).astype(np.float64) for im in train_images])
+        stack = np.stack([cv2.resize(im, (r, r)).astype(np.float64) for im in train_images])
         self.mean, self.std = stack.mean(axis=0), stack.std(axis=0) + (self.params.floor or 1e-6)
         rng = np.random.default_rng(self.params.seed)
         self.projection = rng.normal(size=3) * np.asarray(self.params.weights) * (-1 if self.params.flip else 1)
@@ -53,7 +54,8 @@ class Tiny(Detector):
     def predict(self, images, progress=None):
         maps = []
         for im in images:
-            z = (resize_image(im, self.params.resolution) - self.mean) / self.std @ self.projection
+            r = self.params.resolution
+            z = (cv2.resize(im, (r, r)) - self.mean) / self.std @ self.projection
             z = np.abs(z) if self.params.distance == "abs" else z ** 2
             maps.append(resize_map(z.astype(np.float32), im.shape[:2]))
         return Prediction(maps, np.array([m.max() for m in maps], dtype=np.float64))
@@ -143,33 +145,137 @@ def test_detector_construction_and_overrides():
                               "channel weights.")
 
 
-# ----------------------------------------------------------------------------- fit, predict, save, load
+# ----------------------------------------------------------------------------- the contract, runnable
 
-def test_predict_returns_float32_maps_at_each_input_size():
-    detector = Tiny().fit(images(6, seed=0))
+def test_tiny_keeps_the_contract():
+    check_detector(Tiny)
+    check_detector(Tiny, resolution=5, weights="1,2,3", distance="square", floor=0.5, flip=True, seed=4)
+
+
+def test_save_and_load_keep_the_seed_and_refuse_a_folder_without_a_detector(tmp_path):
     test = images(3, seed=1)
-    prediction = detector.predict(test)
-    assert [m.shape for m in prediction.maps] == [im.shape[:2] for im in test]
-    assert all(m.dtype == np.float32 for m in prediction.maps)
-    assert prediction.image_scores.dtype == np.float64
-    np.testing.assert_array_equal(prediction.image_scores, [m.max() for m in prediction.maps])
-
-
-def test_save_and_load_reproduce_maps_bit_for_bit(tmp_path):
-    detector = Tiny(seed=4, weights="1,2,3", distance="square").fit(images(6, seed=0))
-    test = images(3, seed=1)
-    before = detector.predict(test)
+    detector = Tiny(seed=4).fit(images(6, seed=0))
     detector.save(tmp_path / "tiny")
-    loaded = load_detector(tmp_path / "tiny")
-    assert type(loaded) is Tiny and loaded.params == detector.params
-    after = loaded.predict(test)
-    for a, b in zip(before.maps, after.maps):
-        assert a.tobytes() == b.tobytes()
-    np.testing.assert_array_equal(before.image_scores, after.image_scores)
-    other_seed = Tiny(seed=5, weights="1,2,3", distance="square").fit(images(6, seed=0)).predict(test)
-    assert not np.array_equal(other_seed.maps[0], before.maps[0])
+    assert load_detector(tmp_path / "tiny").params.seed == 4
+    other_seed = Tiny(seed=5).fit(images(6, seed=0)).predict(test)
+    assert not np.array_equal(other_seed.maps[0], detector.predict(test).maps[0])
     with pytest.raises(RegistryError, match="holds no saved detector"):
         load_detector(tmp_path / "nothing")
+
+
+class Float64Maps(Tiny):
+    """Maps in float64."""
+
+    def predict(self, images, progress=None):
+        prediction = super().predict(images)
+        return Prediction([m.astype(np.float64) for m in prediction.maps], prediction.image_scores)
+
+
+class WorkingSizeMaps(Tiny):
+    """Maps left at the working resolution."""
+
+    def predict(self, images, progress=None):
+        prediction = super().predict(images)
+        return Prediction([cv2.resize(m, (self.params.resolution,) * 2) for m in prediction.maps],
+                          prediction.image_scores)
+
+
+class NaNScore(Tiny):
+    """A NaN image score."""
+
+    def predict(self, images, progress=None):
+        prediction = super().predict(images)
+        return Prediction(prediction.maps, np.r_[np.nan, prediction.image_scores[1:]])
+
+
+class Unseeded(Tiny):
+    """Random weights from an unseeded generator."""
+
+    def fit(self, train_images, progress=None):
+        super().fit(train_images)
+        self.projection = np.random.default_rng().normal(size=3)
+        return self
+
+
+class ForgetsProjection(Tiny):
+    """A state that leaves out the projection."""
+
+    def state_dict(self):
+        return {"mean": self.mean, "std": self.std}
+
+    def load_state_dict(self, state):
+        self.mean, self.std, self.projection = state["mean"], state["std"], np.ones(3)
+
+
+class IgnoresUnknownNames(Tiny):
+    """Unknown hyperparameter names dropped silently."""
+
+    def __init__(self, params=None, **overrides):
+        super().__init__(params, **{k: v for k, v in overrides.items() if k in TinyParams.__dataclass_fields__})
+
+
+class ChangesItsInput(Tiny):
+    """Normalises its input images in place."""
+
+    def predict(self, images, progress=None):
+        for image in images:
+            image //= 2
+        return super().predict(images)
+
+
+class ReturnsNothing(Tiny):
+    """Fit returns None."""
+
+    def fit(self, train_images, progress=None):
+        super().fit(train_images)
+
+
+class OvershootingProgress(Tiny):
+    """Progress past the total."""
+
+    def fit(self, train_images, progress=None):
+        progress("epochs", 3, 2)
+        return super().fit(train_images)
+
+
+@dataclass
+class UndeclaredParams(BaseParams):
+    depth: int = 3
+
+
+class Undeclared(Tiny):
+    """A hyperparameter declared without pixeval.param."""
+
+    Params = UndeclaredParams
+
+
+class Undocumented(Tiny):
+    pass
+
+
+@pytest.mark.parametrize("cls, clause, detail", [
+    (Float64Maps, "predict", r"map 0 \(image of 64×64\) is float64, not a float32 array"),
+    (WorkingSizeMaps, "predict", r"map 0 \(image of 64×64\) has shape \(8, 8\)"),
+    (NaNScore, "predict", "image_scores holds NaN or infinite values"),
+    (Unseeded, "determinism", "predict different maps"),
+    (ForgetsProjection, "save and load", "the loaded detector predicts other maps"),
+    (IgnoresUnknownNames, "bad hyperparameters", "no_such_hyperparameter=1 is not a declared hyperparameter"),
+    (ChangesItsInput, "fit and predict", "changed its input images"),
+    (ReturnsNothing, "fit", "fit returned None"),
+    (OvershootingProgress, "progress", r"\('epochs', 3, 2\)"),
+    (Undeclared, "declaration", "depth are not declared with pixeval.param"),
+    (Undocumented, "declaration", "it has no docstring"),
+])
+def test_check_detector_names_the_broken_clause(cls, clause, detail):
+    with pytest.raises(AssertionError, match=rf"^{cls.__name__}: {clause}: .*{detail}"):
+        check_detector(cls)
+
+
+def test_bad_hyperparameters_cover_types_choices_and_bounds():
+    bad = {(name, str(value)) for name, value, _ in bad_hyperparameters(TinyParams)}
+    assert bad == {("seed", "not-a-number"), ("resolution", "not-a-number"), ("resolution", "1"),
+                   ("resolution", "65"), ("weights", "not-a-number"), ("distance", "no-such-choice"),
+                   ("floor", "not-a-number"), ("floor", "-1.0"), ("flip", "maybe")}
 
 
 def test_load_without_state_names_the_missing_file(tmp_path):
@@ -245,11 +351,12 @@ def test_cli_warns_when_detectors_is_not_pixevals(tmp_path):
 # ----------------------------------------------------------------------------- README guide
 
 def test_readme_guide_runs(tmp_path, monkeypatch):
-    """The code of README's "Add your own detector" works as printed: registered, fitted, saved, reloaded."""
+    """The code of README's "Add your own detector" works as printed: registered, and it keeps the
+    contract by the check the README tells plugin authors to run."""
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     section = readme.split("## Add your own detector", 1)[1].split("\n## ", 1)[0]
     code = re.findall(r"```python\n(.*?)```", section, re.S)
-    assert code, "the README section has no python code block"
+    assert len(code) == 2 and "check_detector(" in code[1], "the README section shows the detector and its test"
     (tmp_path / "readme_guide_detector.py").write_text(code[0])
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(registry, "_REGISTERED", dict(registry._REGISTERED))
@@ -257,12 +364,7 @@ def test_readme_guide_runs(tmp_path, monkeypatch):
     import readme_guide_detector  # noqa: F401  (registers the detector)
 
     (name,) = [n for n, i in registry._REGISTERED.items() if i.origin == "registered in readme_guide_detector"]
-    detector = create_detector(name).fit(images(4, seed=0))
-    test = images(2, seed=1)
-    maps = detector.predict(test).maps
-    assert [m.shape for m in maps] == [im.shape[:2] for im in test] and all(m.dtype == np.float32 for m in maps)
-    assert all(np.isfinite(m).all() and not math.isclose(float(m.std()), 0.0) for m in maps)
-    detector.save(tmp_path / "saved")
-    reloaded = load_detector(tmp_path / "saved").predict(test).maps
-    assert all(a.tobytes() == b.tobytes() for a, b in zip(maps, reloaded))
+    check_detector(get_detector(name), power=1.0)
+    maps = create_detector(name).fit(images(4, seed=0)).predict(images(2, seed=1)).maps
+    assert not any(math.isclose(float(m.std()), 0.0) for m in maps)
     sys.modules.pop("readme_guide_detector", None)

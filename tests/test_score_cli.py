@@ -1,5 +1,6 @@
 """``pixeval score`` end to end: metrics against scikit-learn and a slow MVTec-style AUPRO written
-here, every output format and option, and every kind of bad input (exit code 2, no traceback)."""
+here, every output format and option, and every kind of bad input (exit code 2, no traceback);
+and the library under it (pixeval.scoring), which the command only wraps."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from click.testing import CliRunner
 from scipy import ndimage
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
+from pixeval import InputError, score_folder
 from pixeval.cli import main
 
 #: category -> defect -> number of test images of the set built on disk
@@ -206,7 +208,7 @@ def test_formats_agree_and_output_goes_to_file(dataset, tmp_path):
     assert list(csv["category"]) == ["carpet", "grid", "mean"]
     np.testing.assert_array_equal(csv["P-AUPR"], [r["P-AUPR"] for r in rows])  # full precision
     markdown = run(root / "preds", root / "data", "--format", "markdown", "-q").stdout
-    assert f"| {rows[0]['P-AUPR']:.4f} |" in markdown and "F1-max" in markdown
+    assert f"| {rows[0]['P-AUPR']:.4f} |" in markdown and "P-F1max: best pixel F1 over all thresholds" in markdown
     latex = run(root / "preds", root / "data", "--format", "latex", "-q").stdout
     assert r"\begin{tabular}" in latex and "carpet" in latex
     result = run(root / "preds", root / "data", "--output", tmp_path / "out" / "t.txt")
@@ -283,15 +285,15 @@ def test_png_maps_are_scored_and_flagged_quantised(tmp_path):
     assert "layout: masks" in result.stderr and "quantised" in result.stdout and "uint8" in result.stdout
 
 
-def test_manifest_run(dataset, tmp_path):
+def test_pair_list_run(dataset, tmp_path):
     root, truth = dataset
     rows = [{"map": str(root / "preds" / name),
              "mask": str(root / "data" / name.replace("/test/", "/ground_truth/").replace(".tiff", "_mask.png"))
              if defect != "good" else "", "category": name.split("/")[0]}
             for items in truth.values() for name, defect, *_ in items]
     pd.DataFrame(rows).to_csv(tmp_path / "pairs.csv", index=False)
-    document = json.loads(run("--manifest", tmp_path / "pairs.csv", "--format", "json", "-q").stdout)
-    assert document["layout"] == "manifest"
+    document = json.loads(run("--pairs", tmp_path / "pairs.csv", "--format", "json", "-q").stdout)
+    assert document["layout"] == "pairs"
     reference = reference_metrics(truth["grid"])
     assert document["rows"][1]["pixel_aupr"] == pytest.approx(reference["pixel_aupr"], abs=1e-9)
 
@@ -305,6 +307,30 @@ def test_score_does_not_import_torch(dataset):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "torch imported: False" in done.stdout and "carpet" in done.stdout
+
+
+# ---- the library: score_folder is the command as a function ------------------------------------
+
+def test_score_folder_is_the_command_as_a_function(dataset):
+    root, truth = dataset
+    result = score_folder(root / "preds", root / "data", by="defect", threshold=0.75, per_image=True)
+    document = run_json(root, "--by", "defect", "--threshold", "0.75")
+    assert [row.report.to_dict() for row in result.rows] == [
+        {k: v for k, v in row.items() if k not in ("category", "defect")} for row in document["rows"]]
+    assert json.loads(result.render("json"))["table"] == document["table"]
+    table = result.table()
+    assert list(table["defect"]) == ["crack", "hole", "bent", ""] and table.columns[0] == "category"
+    assert len(result.per_image) == sum(len(items) for items in truth.values())
+    assert result.render("csv") == run(root / "preds", root / "data", "--by", "defect", "--threshold", "0.75",
+                                       "--format", "csv", "-q").stdout
+
+
+@pytest.mark.parametrize("option, value", [("by", "image"), ("fpr_limit", 0.0), ("threshold", float("nan")),
+                                           ("bootstrap", -1), ("bootstrap", 2.5), ("confidence", 1.0),
+                                           ("jobs", 0)])
+def test_options_are_checked_before_any_file_is_read(tmp_path, option, value):
+    with pytest.raises(InputError, match=rf"^{option}="):
+        score_folder(tmp_path / "no_preds", tmp_path / "no_masks", **{option: value})
 
 
 # ---- bad input: one clear message naming the files and the fix, exit code 2, no traceback ----------
@@ -402,8 +428,8 @@ def test_empty_folder_and_wrong_path_and_missing_arguments(dataset, tmp_path):
     assert "does not exist" in bad(tmp_path, tmp_path / "nowhere", root / "data")
     assert "does not exist" in bad(tmp_path, root / "preds", tmp_path / "nowhere")
     assert "missing PREDS and MASKS" in bad(tmp_path)
-    assert "does not exist" in bad(tmp_path, "--manifest", tmp_path / "none.csv")
-    assert "not both" in bad(tmp_path, root / "preds", "--manifest", tmp_path / "none.csv")
+    assert "does not exist" in bad(tmp_path, "--pairs", tmp_path / "none.csv")
+    assert "not both" in bad(tmp_path, root / "preds", "--pairs", tmp_path / "none.csv")
 
 
 def test_npz_maps_with_several_arrays_need_npz_key(tmp_path):

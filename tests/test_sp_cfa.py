@@ -8,8 +8,9 @@ from sklearn.metrics import average_precision_score
 from detectors.cfa import CFA
 from detectors.sp_cfa import TABLE2, SpCFA, fuse
 from detectors.tuning import TuningRun, ValidationSplit, paste_anomalies, simplex_grid
+from pixeval import ParamError, get_detector, load_detector
 from pixeval.cli import main
-from pixeval.registry import ParamError, get_detector, load_detector
+from pixeval.testing import check_detector
 
 SMALL = dict(backbone="tiny", resolution=48, epochs=2, gamma_c=2, rs_s=8, rs_b=16, seed=3)
 
@@ -62,6 +63,11 @@ def test_prediction_is_the_weighted_sum_of_branch_maps_at_image_size(fitted, tmp
     sp.save(tmp_path / "sp")
     again = load_detector(tmp_path / "sp").predict(test)
     assert all(np.array_equal(a, b) for a, b in zip(pred.maps, again.maps))
+
+
+@pytest.mark.slow
+def test_keeps_the_detector_contract():
+    check_detector(SpCFA, **SMALL)
 
 
 def test_table2_presets_and_parameter_checks():

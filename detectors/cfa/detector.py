@@ -14,7 +14,7 @@ from detectors.cfa.loss import CFAHead
 from detectors.cfa.model import fused_features
 from detectors.cfa.training import patch_scores, train_heads
 from detectors.common import BackboneDetector, BackboneParams, resolve_preset, to_image_maps
-from pixeval.registry import Prediction, ProgressCallback, param
+from pixeval import Prediction, ProgressCallback, param
 
 #: Named settings of the costly hyperparameters (fields left at ``None`` take them from here).
 #: ``paper``: the CFA code's settings: 30 epochs, one centre per feature position (gamma_c = 1).

@@ -96,7 +96,7 @@ def _phase_tqdm(tqdm, position: int):
 
 
 class PhaseBar:
-    """A :data:`~pixeval.registry.ProgressCallback` that shows the current phase of a job, after
+    """A :data:`~pixeval.detector.ProgressCallback` that shows the current phase of a job, after
     ``label`` when given."""
 
     def __init__(self, bar, label: str = "") -> None:

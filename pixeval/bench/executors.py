@@ -36,7 +36,7 @@ from typing import Any
 
 from pixeval.bench.jobs import ConfigError, Job
 from pixeval.bench.runner import JobResult, run_job
-from pixeval.registry import ProgressCallback
+from pixeval.detector import ProgressCallback
 
 Outcome = tuple[Job, "JobResult | BaseException"]
 #: ``progress(job, phase, done, total)``: a job running elsewhere reached ``done`` of ``total``.

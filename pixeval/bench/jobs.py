@@ -24,14 +24,12 @@ from typing import Any
 
 import yaml
 
-from pixeval.registry import available_detectors, build_params, get_detector
+from pixeval.errors import ConfigError
+from pixeval.params import build_params
+from pixeval.registry import available_detectors, get_detector
 
 #: Settings that apply to every detector declaring a hyperparameter of the same name.
 SHARED_PARAMS = ("backbone", "resolution", "device")
-
-
-class ConfigError(ValueError):
-    """A bench configuration that cannot be run; the message names the setting and the fix."""
 
 
 @dataclass

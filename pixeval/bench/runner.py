@@ -15,8 +15,8 @@ Besides the metrics a result keeps, small enough to ship back from a remote work
   detector and every seed of one category is therefore scored on the same resamples, so the
   report can test differences between detectors with a paired bootstrap
   (:mod:`pixeval.report.significance`). The time grows with the test pixels and the number of
-  resamples (1000 resamples, on the 2-core box: 0.4 s for 40 maps of 128×128, 11 s for 20
-  continuous maps of 1024×1024), and it holds 8 bytes per test pixel while it runs;
+  resamples (benchmarks/README.md, "Metric core", measures it), and it holds 8 bytes per test
+  pixel while it runs;
 * **curves**: the pixel ROC, precision-recall and PRO curves, thinned to at most
   :data:`CURVE_POINTS` points each, for the report's plots;
 * **examples**: for a few anomalous test images (evenly spread over the test set's order, so every
@@ -43,7 +43,8 @@ from typing import Any
 import numpy as np
 
 from pixeval.bench.jobs import Job, import_plugins
-from pixeval.registry import ProgressCallback, create_detector
+from pixeval.detector import ProgressCallback
+from pixeval.registry import create_detector
 
 #: Most points kept per curve.
 CURVE_POINTS = 400

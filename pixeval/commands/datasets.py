@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from pixeval.data import LAYOUTS, SYNTHETIC_TEXTURES, Dataset, DatasetError, open_dataset
+from pixeval.data import LAYOUTS, SYNTHETIC_TEXTURES, Dataset, open_dataset
 
 #: Public datasets that the layouts read as distributed, for the listing.
 KNOWN_DATASETS = (
@@ -20,7 +20,9 @@ KNOWN_DATASETS = (
 @click.command("datasets")
 @click.argument("spec", required=False)
 def command(spec: str | None) -> None:
-    """Without SPEC: list the built-in dataset (whether it is generated yet, and where), the
+    """List the built-in dataset and the layouts, or show one dataset.
+
+    Without SPEC: list the built-in dataset (whether it is generated yet, and where), the
     supported layouts with their spec syntax, and public datasets that fit them.
 
     With SPEC (e.g. synthetic-textures, mvtec:/data/mvtec_ad, ksdd2:/data/KSDD2,
@@ -31,11 +33,7 @@ def command(spec: str | None) -> None:
     if spec is None:
         click.echo(format_overview())
         return
-    try:
-        dataset = open_dataset(spec)
-        click.echo(format_summary(dataset))
-    except DatasetError as exc:
-        raise click.BadParameter(str(exc), param_hint="SPEC") from None
+    click.echo(format_summary(open_dataset(spec)))
 
 
 def format_overview() -> str:

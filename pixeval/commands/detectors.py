@@ -7,15 +7,19 @@ import textwrap
 
 import click
 
-from pixeval.registry import DetectorInfo, ParamSpec, available_detectors, param_specs
+from pixeval.errors import RegistryError
+from pixeval.params import ParamSpec, param_specs
+from pixeval.registry import DetectorInfo, available_detectors
 
 
 @click.command("detectors")
 @click.argument("name", required=False)
 def command(name: str | None) -> None:
-    """List the registered detectors with a one-line summary and their origin (built-in or the
-    installed package that provides them), or show every hyperparameter of detector NAME with its
-    type, default, constraints and help.
+    """List the registered detectors, or show one's hyperparameters.
+
+    Without NAME: every registered detector with a one-line summary and its origin (built-in or
+    the installed package that provides it). With NAME: every hyperparameter of detector NAME
+    with its type, default, constraints and help.
 
     Detectors come from the entry-point group `pixeval.detectors` of installed packages (see
     "Add your own detector" in the README). A detector that fails to load is listed with its error;
@@ -29,8 +33,7 @@ def command(name: str | None) -> None:
         click.echo(format_listing(list(detectors.values())))
         return
     if name not in detectors:
-        raise click.BadParameter(f"unknown detector {name!r}; available: {', '.join(detectors) or 'none'}",
-                                 param_hint="NAME")
+        raise RegistryError(f"unknown detector {name!r}; available: {', '.join(detectors) or 'none'}")
     info = detectors[name]
     if info.cls is None:
         raise click.ClickException(f"detector {name!r} ({info.origin}) failed to load: {info.error}")

@@ -12,12 +12,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pixeval.errors import DatasetError
+
 #: Extensions (lower case) of the image and mask files the loaders pick up.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-
-
-class DatasetError(ValueError):
-    """A dataset path, layout or file that cannot be read; the message says what was expected."""
 
 
 def is_image_file(path: Path) -> bool:

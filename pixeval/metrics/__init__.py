@@ -1,6 +1,6 @@
 """The metric core: exact, fast, imbalance-aware pixel and image metrics.
 
-Conventions (DESIGN.md, "Metric conventions"): a pixel is predicted anomalous when
+Conventions (docs/design.md, "Metric conventions"): a pixel is predicted anomalous when
 ``score >= t``; thresholds are all distinct scores; ties move together. P-AUROC = scikit-learn
 ``roc_auc_score``; P-AUPR = step-wise average precision (= ``average_precision_score``); F1-max
 with its threshold, or F1 at a given threshold; AUPRO = the MVTec AD algorithm (8-connected

@@ -179,6 +179,11 @@ def check_threshold(threshold, name: str = "threshold") -> float:
     return value
 
 
+def check_optional_threshold(threshold, name: str = "threshold") -> float | None:
+    """``None`` (no threshold), or a finite threshold as a float; raise otherwise."""
+    return None if threshold is None else check_threshold(threshold, name)
+
+
 def check_image_scores(image_scores, n_images: int) -> np.ndarray:
     """One finite score per image as ``float64``, or raise."""
     scores = np.asarray(image_scores)

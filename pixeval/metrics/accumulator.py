@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._inputs import check_fpr_limit, ranking_dtype
+from ._inputs import check_fpr_limit, check_optional_threshold, ranking_dtype
+from .bootstrap import check_bootstrap_args
 from .pooled import ImagePixels, build_report, extract, image_level, pooled_report
 from .ranking import Ranking
 from .report import MetricReport
@@ -33,6 +34,17 @@ class PixelAccumulator:
         fpr_limit: the FPR integration limit of AUPRO, in (0, 1].
         bins: None for exact mode, or the number of score bins of binned mode.
         score_range: ``(low, high)`` of the bins (required with ``bins``).
+
+    Example (exactly what :func:`~pixeval.metrics.evaluate` gives on the same images):
+        >>> import numpy as np
+        >>> maps = [np.array([[0.1, 0.7], [0.9, 0.35]]), np.array([[0.6, 0.2], [0.4, 0.1]])]
+        >>> masks = [np.array([[0, 1], [1, 1]]), np.zeros((2, 2))]  # one 3-pixel region; a normal image
+        >>> from pixeval.metrics import PixelAccumulator
+        >>> accumulator = PixelAccumulator()
+        >>> for score_map, mask in zip(maps, masks):
+        ...     accumulator.update(score_map, mask)
+        >>> round(accumulator.compute().pixel_aupr, 4)
+        0.8667
     """
 
     def __init__(self, fpr_limit: float = 0.3, *, bins: int | None = None,
@@ -113,6 +125,8 @@ class PixelAccumulator:
     def compute(self, threshold: float | None = None, bootstrap: int = 0,
                 confidence: float = 0.95, seed: int = 0) -> MetricReport:
         """The :class:`MetricReport` of all images so far (see :func:`pixeval.metrics.evaluate`)."""
+        check_optional_threshold(threshold)
+        check_bootstrap_args(bootstrap, confidence)
         if not self._images:
             raise ValueError("PixelAccumulator.compute: no images were added")
         image_scores = self._given_image_scores()

@@ -14,9 +14,9 @@ Speed: each image is reduced once to cell counts against the K distinct anomalou
 whole set (see :func:`pixeval.metrics._kernels.resampled_summaries`), so a resample costs
 O(cells of the drawn images + K) instead of a sort of all its pixels. An image has at most one
 cell per distinct normal score, so heavily tied (e.g. quantised) maps are cheap and continuous
-maps cost about one cell per pixel: 8 bytes per pixel of memory (int32 cell and count) and, on
-the project's 2-core box, about 15 s for 1000 resamples of 100 maps of 256×256 (measured under
-load from other work; see benchmarks/README.md).
+maps cost about one cell per pixel: 8 bytes per pixel of memory (int32 cell and count). The time
+of 1000 resamples is measured by ``benchmarks/bench_metrics.py`` (benchmarks/README.md,
+"Metric core").
 """
 
 from __future__ import annotations
@@ -31,6 +31,13 @@ from . import _kernels
 #: Metric names of the columns of :meth:`Units.summaries`, in the kernel's order.
 _PIXEL_COLUMNS = ("pixel_auroc", "pixel_aupr", "pixel_f1_max", "pixel_aupro")
 _IMAGE_COLUMNS = ("image_auroc", "image_aupr", "image_f1_max")
+#: Metric names of the pixel metrics at a given threshold.
+_THRESHOLD_COLUMNS = ("pixel_f1_at_threshold", "pixel_precision_at_threshold", "pixel_recall_at_threshold")
+
+
+def resampled_metric_names(with_threshold: bool) -> tuple[str, ...]:
+    """The names of the metrics :meth:`ResampleSet.metrics` computes on each resample."""
+    return _PIXEL_COLUMNS + _IMAGE_COLUMNS + (_THRESHOLD_COLUMNS if with_threshold else ())
 
 
 @dataclass(frozen=True)
@@ -114,10 +121,10 @@ class ResampleSet:
             n_neg = (multiplicities @ self.n_pixels).astype(np.float64) - n_pos
             valid = (n_pos > 0) & (n_neg > 0)
             with np.errstate(invalid="ignore", divide="ignore"):
-                result["pixel_f1_at_threshold"] = np.where(valid, 2 * tp / (predicted + n_pos), np.nan)
-                result["pixel_precision_at_threshold"] = np.where(
-                    valid & (predicted > 0), tp / predicted, np.nan)
-                result["pixel_recall_at_threshold"] = np.where(valid, tp / n_pos, np.nan)
+                f1, precision, recall = _THRESHOLD_COLUMNS
+                result[f1] = np.where(valid, 2 * tp / (predicted + n_pos), np.nan)
+                result[precision] = np.where(valid & (predicted > 0), tp / predicted, np.nan)
+                result[recall] = np.where(valid, tp / n_pos, np.nan)
         return result
 
 

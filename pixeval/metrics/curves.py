@@ -67,6 +67,12 @@ def roc_curve(scores, labels, max_points: int | None = None):
 
     A point at threshold t has pixels ``score >= t`` predicted anomalous; the first point is
     (0, 0) at ``inf``, the last (1, 1) at ``-inf``. Its trapezoid area is :func:`auroc`.
+
+    Example:
+        >>> from pixeval.metrics import roc_curve
+        >>> fpr, tpr, thresholds = roc_curve([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])
+        >>> fpr.tolist(), tpr.tolist(), thresholds.tolist()
+        ([0.0, 0.0, 0.5, 0.5, 1.0], [0.0, 0.5, 0.5, 1.0, 1.0], [inf, 0.8, 0.4, 0.35, -inf])
     """
     ranking = Ranking.from_flat(scores, labels, keep_next_above=True)
     if not _checked(ranking):
@@ -81,6 +87,13 @@ def precision_recall_curve(scores, labels, max_points: int | None = None):
 
     These are the points where recall changes; :func:`average_precision` is
     ``sum (R_n - R_{n-1}) P_n`` over them (starting from recall 0).
+
+    Example:
+        >>> import numpy as np
+        >>> from pixeval.metrics import precision_recall_curve
+        >>> precision, recall, thresholds = precision_recall_curve([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])
+        >>> np.round(precision, 4).tolist(), recall.tolist(), thresholds.tolist()
+        ([1.0, 0.6667], [0.5, 1.0], [0.8, 0.35])
     """
     ranking = Ranking.from_flat(scores, labels)
     if not _checked(ranking):
@@ -98,6 +111,16 @@ def pro_curve(score_maps, masks, max_points: int | None = None, fpr_limit: float
     (0, 0) (``inf``) and ends at FPR 1 (``-inf``); with ``fpr_limit``, ends at FPR = limit
     instead, PRO linearly interpolated there (threshold NaN when interpolated), the part of
     the curve AUPRO integrates. AUPRO itself is :func:`~pixeval.metrics.aupro`.
+
+    Example (the region is a third, two thirds, then all detected; the second normal pixel at
+    0.4 puts the FPR past the limit):
+        >>> import numpy as np
+        >>> maps = [np.array([[0.1, 0.7], [0.9, 0.35]]), np.array([[0.6, 0.2], [0.4, 0.1]])]
+        >>> masks = [np.array([[0, 1], [1, 1]]), np.zeros((2, 2))]  # one 3-pixel region; a normal image
+        >>> from pixeval.metrics import pro_curve
+        >>> fpr, pro, thresholds = pro_curve(maps, masks, fpr_limit=0.3)
+        >>> fpr.tolist(), np.round(pro, 4).tolist(), thresholds.tolist()
+        ([0.0, 0.0, 0.0, 0.3], [0.0, 0.3333, 0.6667, 0.6667], [inf, 0.9, 0.7, nan])
     """
     ranking = pixel_ranking(score_maps, masks, keep_next_above=True)
     if not _checked(ranking):

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._inputs import as_image_list, check_fpr_limit, warn_degenerate
-from .bootstrap import PairedComparison, check_bootstrap_args, compare, draw_multiplicities
+from ._inputs import as_image_list, check_fpr_limit, check_image_scores, check_optional_threshold, warn_degenerate
+from .bootstrap import PairedComparison, check_bootstrap_args, compare, draw_multiplicities, resampled_metric_names
 from .pooled import analyse, collect, pixel_ranking, pooled_report
 from .report import MetricReport
 
@@ -36,9 +36,25 @@ def evaluate(score_maps, masks, image_scores=None, *, fpr_limit: float = 0.3,
     Memory: one copy of the scores (sorted in place; float32 adds 32 MiB of radix-sort
     scratch), plus the anomalous pixels' data (and, with ``bootstrap``, each image's counts per
     score cell; see :mod:`.bootstrap`).
+
+    Example:
+        >>> import numpy as np
+        >>> maps = [np.array([[0.1, 0.7], [0.9, 0.35]]), np.array([[0.6, 0.2], [0.4, 0.1]])]
+        >>> masks = [np.array([[0, 1], [1, 1]]), np.zeros((2, 2))]  # one 3-pixel region; a normal image
+        >>> from pixeval.metrics import evaluate
+        >>> report = evaluate(maps, masks)
+        >>> round(report.pixel_auroc, 4), round(report.pixel_aupr, 4), report.pixel_f1_max, report.pixel_f1_threshold
+        (0.8667, 0.8667, 0.8, 0.7)
+        >>> round(report.pixel_aupro, 4), report.image_auroc, report.n_regions
+        (0.6667, 1.0, 1)
     """
     fpr_limit = check_fpr_limit(fpr_limit)
-    buffer, images, chunks = collect(score_maps, masks)
+    check_optional_threshold(threshold)
+    check_bootstrap_args(bootstrap, confidence)
+    maps = as_image_list(score_maps, "score_maps")
+    if image_scores is not None:
+        check_image_scores(image_scores, len(maps))
+    buffer, images, chunks = collect(maps, masks)
     return pooled_report(buffer, images, chunks, image_scores=image_scores, fpr_limit=fpr_limit,
                          threshold=threshold, bootstrap=bootstrap, confidence=confidence,
                          seed=seed)
@@ -53,6 +69,14 @@ def aupro(score_maps, masks, fpr_limit: float = 0.3) -> float:
     add normal pixels). The curve starts at (0, 0), ties move together, PRO is linearly
     interpolated at FPR = ``fpr_limit``; the trapezoid area is divided by the limit.
     NaN (with a warning) without anomalous or without normal pixels.
+
+    Example (PRO is 2/3 from FPR 0 to beyond the limit):
+        >>> import numpy as np
+        >>> maps = [np.array([[0.1, 0.7], [0.9, 0.35]]), np.array([[0.6, 0.2], [0.4, 0.1]])]
+        >>> masks = [np.array([[0, 1], [1, 1]]), np.zeros((2, 2))]  # one 3-pixel region; a normal image
+        >>> from pixeval.metrics import aupro
+        >>> round(aupro(maps, masks, fpr_limit=0.3), 4)
+        0.6667
     """
     fpr_limit = check_fpr_limit(fpr_limit)
     ranking = pixel_ranking(score_maps, masks)
@@ -83,18 +107,31 @@ def paired_bootstrap(score_maps_a, score_maps_b, masks, *, image_scores_a=None,
 
     Returns:
         ``{metric name: PairedComparison}``.
+
+    Example (B scores one anomalous pixel below every normal one):
+        >>> import numpy as np
+        >>> maps = [np.array([[0.1, 0.7], [0.9, 0.35]]), np.array([[0.6, 0.2], [0.4, 0.1]])]
+        >>> masks = [np.array([[0, 1], [1, 1]]), np.zeros((2, 2))]  # one 3-pixel region; a normal image
+        >>> from pixeval.metrics import paired_bootstrap
+        >>> worse = [maps[0].copy(), maps[1]]
+        >>> worse[0][1, 1] = 0.05
+        >>> comparison = paired_bootstrap(maps, worse, masks, n_resamples=100, seed=0)["pixel_aupr"]
+        >>> round(comparison.value_a, 4), round(comparison.value_b, 4), round(comparison.difference, 4)
+        (0.8667, 0.7917, 0.075)
     """
     fpr_limit = check_fpr_limit(fpr_limit)
+    check_optional_threshold(threshold)
     check_bootstrap_args(n_resamples, confidence)
     _check_resamples(n_resamples, "paired_bootstrap")
+    available = resampled_metric_names(threshold is not None)
+    names = list(available) if metrics is None else list(metrics)
+    unknown = [name for name in names if name not in available]
+    if unknown:
+        raise ValueError(f"metrics: unknown or unavailable {unknown}; choose from {list(available)}")
     mask_list = as_image_list(masks, "masks")
     (report_a, samples_a), (report_b, samples_b) = (
         _report_and_samples(maps, mask_list, image_scores, n_resamples, seed, fpr_limit, threshold)
         for maps, image_scores in ((score_maps_a, image_scores_a), (score_maps_b, image_scores_b)))
-    names = list(samples_a) if metrics is None else list(metrics)
-    unknown = [name for name in names if name not in samples_a]
-    if unknown:
-        raise ValueError(f"metrics: unknown or unavailable {unknown}; choose from {list(samples_a)}")
     return {name: compare(name, getattr(report_a, name), getattr(report_b, name),
                           samples_a[name], samples_b[name], confidence) for name in names}
 
@@ -113,6 +150,15 @@ def bootstrap_samples(score_maps, masks, *, image_scores=None, n_resamples: int 
     Two calls on the same images (in the same order) with the same ``n_resamples`` and ``seed``
     use the same resamples, so the samples of two detectors are paired: ``samples_a[b] -
     samples_b[b]`` is the difference on one resample, as in :func:`paired_bootstrap`.
+
+    Example (the first resample drew only the normal image, so its P-AUPR is undefined):
+        >>> import numpy as np
+        >>> maps = [np.array([[0.1, 0.7], [0.9, 0.35]]), np.array([[0.6, 0.2], [0.4, 0.1]])]
+        >>> masks = [np.array([[0, 1], [1, 1]]), np.zeros((2, 2))]  # one 3-pixel region; a normal image
+        >>> from pixeval.metrics import bootstrap_samples
+        >>> samples = bootstrap_samples(maps, masks, n_resamples=4, seed=0)
+        >>> np.round(samples["pixel_aupr"], 4).tolist()
+        [nan, 0.8667, 1.0, 1.0]
     """
     fpr_limit = check_fpr_limit(fpr_limit)
     _check_resamples(n_resamples, "bootstrap_samples")

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._inputs import (as_image_list, check_image_scores, check_pair, finite_range, ranking_dtype,
-                      warn_degenerate)
-from .bootstrap import ResampleSet, Units, check_bootstrap_args, intervals
+from ._inputs import as_image_list, check_image_scores, check_pair, finite_range, ranking_dtype, warn_degenerate
+from .bootstrap import ResampleSet, Units, intervals
 from .pro import AnomalousPixels, anomalous_pixels
 from .ranking import Ranking, SortedScores, group_by_score, threshold_scores
 from .report import MetricReport
@@ -50,10 +49,8 @@ def image_level(images: list[ImagePixels], image_scores=None):
     """Image scores (given, or each map's maximum) and labels (mask has an anomalous pixel)."""
     labels = np.array([image.anomalous.scores.size > 0 for image in images])
     if image_scores is None:
-        scores = np.array([image.max_score for image in images], dtype=np.float64)
-    else:
-        scores = check_image_scores(image_scores, len(images))
-    return scores, labels
+        return np.array([image.max_score for image in images], dtype=np.float64), labels
+    return check_image_scores(image_scores, len(images)), labels
 
 
 def pooled_positives(images: list[ImagePixels]):
@@ -176,8 +173,8 @@ def _resample_set(values, chunks, images, image_values, image_labels, cut) -> Re
 
 def pooled_report(buffer, images, chunks, *, image_scores=None, fpr_limit=0.3, threshold=None,
                   bootstrap=0, confidence=0.95, seed=0) -> MetricReport:
-    """:func:`analyse`, plus bootstrap intervals of every metric when ``bootstrap > 0``."""
-    check_bootstrap_args(bootstrap, confidence)
+    """:func:`analyse`, plus bootstrap intervals of every metric when ``bootstrap > 0`` (the
+    caller has checked the arguments)."""
     report, resample_set = analyse(buffer, images, chunks, image_scores=image_scores,
                                    fpr_limit=fpr_limit, threshold=threshold,
                                    resample=bootstrap > 0)

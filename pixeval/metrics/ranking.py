@@ -1,6 +1,6 @@
 """Exact threshold counts from one sort, and the metrics on flat score arrays.
 
-Conventions (pinned in DESIGN.md): a pixel is predicted anomalous when ``score >= t``; the
+Conventions (pinned in docs/design.md): a pixel is predicted anomalous when ``score >= t``; the
 thresholds are all distinct score values and tied scores move together, exactly as
 scikit-learn.
 
@@ -250,6 +250,11 @@ def auroc(scores, labels) -> float:
 
     Equals ``sklearn.metrics.roc_auc_score(labels, scores)``. NaN with a
     :class:`~pixeval.metrics.DegenerateInputWarning` when only one class is present.
+
+    Example:
+        >>> from pixeval.metrics import auroc
+        >>> auroc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])
+        0.75
     """
     return float(_summary_of_flat(scores, labels).auroc)
 
@@ -260,6 +265,11 @@ def average_precision(scores, labels) -> float:
     Equals ``sklearn.metrics.average_precision_score(labels, scores)`` (no interpolation; the
     trapezoid AUPR is optimistic and is not what this computes). NaN when only one class is
     present.
+
+    Example (recall 0.5 at precision 1 from score 0.8, then recall 1 at precision 2/3 from 0.35):
+        >>> from pixeval.metrics import average_precision
+        >>> round(average_precision([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]), 4)
+        0.8333
     """
     return float(_summary_of_flat(scores, labels).average_precision)
 
@@ -270,6 +280,11 @@ def f1_max(scores, labels) -> tuple[float, float]:
     F1 at threshold t is ``2 TP / (2 TP + FP + FN)`` with pixels ``score >= t`` predicted
     anomalous. Among thresholds with the same best F1, the highest is returned. This threshold is
     chosen on the evaluated data itself; see :func:`f1_at_threshold` for a given one.
+
+    Example (at 0.35: TP 2, FP 1, FN 0, so F1 = 4 / 5):
+        >>> from pixeval.metrics import f1_max
+        >>> f1_max([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])
+        (0.8, 0.35)
     """
     summary = _summary_of_flat(scores, labels)
     return float(summary.f1_max), float(summary.f1_threshold)
@@ -299,6 +314,12 @@ def f1_at_threshold(scores, labels, threshold: float) -> tuple[float, float, flo
 
     Returns ``(f1, precision, recall)``. Precision is NaN (with a warning) when no score reaches
     the threshold; all three are NaN when only one class is present.
+
+    Example:
+        >>> from pixeval.metrics import f1_at_threshold
+        >>> f1, precision, recall = f1_at_threshold([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1], 0.5)
+        >>> round(f1, 4), precision, recall
+        (0.6667, 1.0, 0.5)
     """
     scores = np.asarray(scores)
     if scores.ndim != 1:

@@ -2,7 +2,8 @@
 (base64 PNG), so it can be mailed or archived as one file.
 
 It shows the ranked table, the per-category tables and the cost table (as the terminal prints
-them), then per category:
+them), the definition of every metric shown (from :mod:`pixeval.metrics.catalogue`), then per
+category:
 
 * the pixel **PR**, **ROC** and **PRO** curves of every detector (its lowest seed), from the thinned
   curves each job keeps;
@@ -26,13 +27,14 @@ import numpy as np
 import pandas as pd
 
 from pixeval.bench.store import load_job_arrays
+from pixeval.metrics.catalogue import DEFAULT_FPR_LIMIT, metric_definition, metric_title
 from pixeval.report import render_tables
 from pixeval.report.ranking import DEFAULT_METRICS, PRIMARY
 
 #: Segmentation colours (RGB): true positive, false positive, false negative.
 TP, FP, FN = (0, 170, 0), (220, 30, 30), (40, 90, 255)
-#: FPR range of the PRO plot: the default AUPRO integration limit.
-PRO_FPR_LIMIT = 0.3
+#: FPR range of the PRO plot: the AUPRO integration limit of bench results.
+PRO_FPR_LIMIT = DEFAULT_FPR_LIMIT
 
 _STYLE = """
 body { font-family: sans-serif; margin: 2em; max-width: 1400px; }
@@ -56,7 +58,8 @@ def write_html(results: pd.DataFrame, out_dir: str | Path, *, metrics=DEFAULT_ME
     parts = [f"<h1>pixeval report</h1><p>Runs: {', '.join(html.escape(r) for r in runs)}. "
              f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.</p>",
              "<h2>Ranking</h2>",
-             f"<pre>{html.escape(tables)}</pre>"]
+             f"<pre>{html.escape(tables)}</pre>",
+             _definitions([primary, *metrics])]
     for (dataset, category), group in jobs.groupby(["dataset", "category"], sort=True):
         first_seed = group.sort_values("seed").drop_duplicates("detector")
         title = html.escape(f"{dataset}/{category}")
@@ -77,6 +80,13 @@ def write_html(results: pd.DataFrame, out_dir: str | Path, *, metrics=DEFAULT_ME
     path = out_dir / "index.html"
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def _definitions(metrics: list[str]) -> str:
+    """A definition list of the metrics shown, in the catalogue's words."""
+    items = "".join(f"<dt>{html.escape(metric_title(m))}</dt><dd>{html.escape(metric_definition(m))}</dd>"
+                    for m in dict.fromkeys(metrics) if metric_definition(m))
+    return f"<h2>Metrics</h2><dl>{items}</dl>" if items else ""
 
 
 def _img(figure, alt: str) -> str:

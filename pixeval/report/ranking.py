@@ -18,7 +18,8 @@ Definitions, for a chosen list of metrics and a primary metric:
   sign-flip test over cells. The caption says which test the rows use, and a note names any
   pair that had to fall back.
 
-Every metric here is "higher is better".
+Every metric here is "higher is better" (a threshold, which is not, is never highlighted). Column
+titles and definitions come from the metric catalogue (:mod:`pixeval.metrics.catalogue`).
 """
 
 from __future__ import annotations
@@ -29,19 +30,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from pixeval.errors import ReportError
+from pixeval.metrics.catalogue import METRICS, metric_definition, metric_title
 from pixeval.report.significance import (BOOTSTRAP, PairedTest, bootstrap_test, sign_flip_test,
                                          smallest_bootstrap_p_value, smallest_p_value)
 
-#: Metric name in the results store -> column title.
-METRIC_TITLES = {
-    "pixel_aupr": "P-AUPR",
-    "pixel_f1_max": "P-F1max",
-    "pixel_auroc": "P-AUROC",
-    "pixel_aupro": "P-AUPRO",
-    "image_auroc": "I-AUROC",
-    "image_aupr": "I-AUPR",
-    "image_f1_max": "I-F1max",
-}
 #: Metrics a table shows unless told otherwise, in this order.
 DEFAULT_METRICS = ("pixel_aupr", "pixel_f1_max", "pixel_auroc", "pixel_aupro", "image_auroc")
 PRIMARY = "pixel_aupr"
@@ -53,10 +46,6 @@ CELL = ["dataset", "category", "seed"]
 Resamples = Mapping[tuple, np.ndarray]
 
 
-class ReportError(ValueError):
-    """Results that cannot make the table asked for; the message says why."""
-
-
 @dataclass
 class RankedTable:
     """A table ready for :func:`pixeval.tables.format_table`: the frame, which columns to
@@ -66,10 +55,6 @@ class RankedTable:
     highlight: dict[str, str]
     caption: str
     notes: list[str] = field(default_factory=list)
-
-
-def metric_title(metric: str) -> str:
-    return METRIC_TITLES.get(metric, metric)
 
 
 def cell_values(results: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
@@ -117,13 +102,13 @@ def ranked_table(results: pd.DataFrame, metrics: list[str] | tuple[str, ...] = D
     frame["p vs next"] = [test.p_value for test in tests] + [np.nan]
     frame.index.name = "detector"
 
-    highlight = {metric_title(m): "max" for m in metrics}
+    highlight = {metric_title(m): "max" for m in metrics if not _is_threshold(m)}
     highlight["avg rank"] = "min"
     spread = f"mean ± sd (the sd columns) over {len(seeds)} seeds" if len(seeds) > 1 else "one seed"
     test_text, notes = significance_text(tests, order, metric_title(primary), n_cells, bool(resamples))
     caption = (f"Detectors ranked by {metric_title(primary)}; each metric is the mean over "
                f"{cells[['dataset', 'category']].drop_duplicates().shape[0]} categories, {spread}. "
-               f"P-F1max is the F1 at the best threshold chosen on the test set (optimistic). "
+               f"{_definitions(metrics)}"
                f"avg rank: mean rank over categories × metrics (1 = best). {test_text}")
     if n_cells < n_all:
         notes.append(f"{n_all - n_cells} of {n_all} cells lack results from some detector and are left out.")
@@ -190,9 +175,19 @@ def category_tables(results: pd.DataFrame, metrics: list[str] | tuple[str, ...] 
         n_seeds = group["seed"].nunique()
         caption = (f"{dataset}/{category}: mean over {n_seeds} seed{'s' * (n_seeds > 1)}, "
                    f"ranked by {metric_title(primary)}.")
-        tables.append((f"{dataset}/{category}",
-                       RankedTable(frame.reset_index(), {c: "max" for c in frame.columns}, caption)))
+        highlight = {metric_title(m): "max" for m in metrics if not _is_threshold(m)}
+        tables.append((f"{dataset}/{category}", RankedTable(frame.reset_index(), highlight, caption)))
     return tables
+
+
+def _is_threshold(metric: str) -> bool:
+    return metric in METRICS and METRICS[metric].is_threshold
+
+
+def _definitions(metrics: list[str]) -> str:
+    """The caption's reminder of what the optimistic metrics shown mean, one sentence each."""
+    return "".join(f"{metric_title(m)}: {metric_definition(m)}. " for m in metrics
+                   if m in METRICS and METRICS[m].optimistic)
 
 
 def cost_table(results: pd.DataFrame) -> pd.DataFrame:

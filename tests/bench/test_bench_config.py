@@ -9,7 +9,7 @@ import yaml
 
 from pixeval.bench.jobs import (ConfigError, expand_jobs, load_config_file, make_config, parse_params,
                                 parse_seeds, save_config)
-from pixeval.registry import ParamError
+from pixeval import ParamError
 
 
 def test_params_from_strings_and_mappings():

@@ -148,6 +148,7 @@ def test_html_page_is_self_contained(two_runs, tmp_path):
     # per category (fabric, tiles): one curves figure and one qualitative grid
     assert len(images) == 4 and all(image.startswith(b"\x89PNG\r\n\x1a\n") for image in images)
     assert "tiny_blur" in page and "P-AUPR" in page
+    assert "<dt>P-AUPRO@0.3</dt><dd>MVTec AD AUPRO: mean overlap" in page  # definitions from the catalogue
     assert not re.search(r"(src|href)=['\"](?!data:)", page)
 
 

@@ -17,7 +17,7 @@ from pixeval.cli import main
 from pixeval.data import open_dataset
 from pixeval.metrics import bootstrap_samples
 from pixeval.metrics.bootstrap import compare
-from pixeval.registry import create_detector
+from pixeval import create_detector
 from pixeval.report.ranking import ranked_table
 from pixeval.report.significance import bootstrap_test, sign_flip_test
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from pixeval.registry import BaseParams, Detector, Prediction, param, register_detector
+from pixeval import BaseParams, Detector, Prediction, param, register_detector
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Slow, obviously-correct reference implementations for the metric tests.
 
 Written from the definitions (MVTec AD's ``compute_pro`` + ``trapezoid`` algorithm as described in
-DESIGN.md / research notes), independent of pixeval's code: its own 8-connected labelling by
+docs/design.md, "Metric conventions"), independent of pixeval's code: its own 8-connected labelling by
 flood fill, an argsort over all pixels, explicit loops.
 """
 

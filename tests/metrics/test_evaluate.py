@@ -1,5 +1,6 @@
 """evaluate(): pooled pixel metrics, image metrics, invariances, degenerate and invalid input."""
 
+import sys
 import warnings
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 from scipy import ndimage
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from pixeval.metrics import DegenerateInputWarning, MetricReport, evaluate
+from pixeval.metrics import DegenerateInputWarning, MetricReport, evaluate, paired_bootstrap
 
 import _metrics_reference as reference
 
@@ -196,6 +197,34 @@ def test_fpr_limit_is_checked():
     maps, masks = make_set(12)
     with pytest.raises(ValueError, match="fpr_limit"):
         evaluate(maps, masks, fpr_limit=0)
+
+
+@pytest.mark.parametrize("arguments, match", [
+    ({"fpr_limit": 1.5}, "fpr_limit"),
+    ({"bootstrap": -1}, "bootstrap must be a non-negative integer"),
+    ({"bootstrap": 10, "confidence": 1.0}, "confidence must be in"),
+    ({"threshold": float("nan")}, "threshold: expected a finite number"),
+    ({"image_scores": np.zeros(3)}, r"image_scores: expected one score per image \(8\)"),
+])
+def test_arguments_are_checked_before_the_maps_are_copied(monkeypatch, arguments, match):
+    """A bad argument is reported before any work on the maps: the copy into one buffer never runs."""
+    module = sys.modules["pixeval.metrics.evaluate"]  # the module, which the function of that name hides
+
+    def never(*args):
+        raise AssertionError("the maps were copied before the arguments were checked")
+
+    monkeypatch.setattr(module, "collect", never)
+    maps, masks = make_set(12)
+    with pytest.raises(ValueError, match=match):
+        evaluate(maps, masks, **arguments)
+
+
+def test_paired_bootstrap_checks_metric_names_before_any_resampling(monkeypatch):
+    module = sys.modules["pixeval.metrics.evaluate"]
+    monkeypatch.setattr(module, "_report_and_samples", lambda *args: pytest.fail("resampled before checking"))
+    maps, masks = make_set(12)
+    with pytest.raises(ValueError, match=r"unknown or unavailable \['pixel_f1_at_threshold'\]"):
+        paired_bootstrap(maps, maps, masks, metrics=["pixel_aupr", "pixel_f1_at_threshold"])
 
 
 def test_to_dict_is_flat():

@@ -1,4 +1,4 @@
-"""Pairing score-map files with their ground truth, in one of four layouts.
+"""Pairing score-map files with their ground truth, in one of four layouts, or from a pair list.
 
 ``PREDS`` is a folder of score maps (:data:`pixeval.io.SCORE_MAP_SUFFIXES`, searched recursively);
 ``MASKS`` says where the ground truth is. The **layout** says how the two are paired:
@@ -22,14 +22,16 @@
     ``MASKS/crack/000_mask.png``. A map without a mask is a normal image when it sits in a folder
     named ``good``, ``ok`` or ``normal``; elsewhere it is an error (``allow_missing`` skips it).
     Every mask needs a map, and no mask two.
-``manifest``
-    A CSV file (:func:`read_manifest`) lists each map with its mask.
+``pairs``
+    A **pair list**, a CSV file (:func:`read_pair_list`), lists each map with its mask. (A
+    dataset *manifest*, :mod:`pixeval.data.manifest`, is another thing: it lists a dataset's
+    images with their labels and splits.)
 
 The **category** of a map is its dataset category (``mvtec``, ``ksdd2``, ``folder``), the name of
 ``MASKS`` (of its parent when ``MASKS`` is called ``ground_truth``, ``gt``, ``masks``, ``mask`` or
-``test``; ``masks`` layout), or the manifest's ``category`` column. Its **defect** is the dataset's defect
+``test``; ``masks`` layout), or the pair list's ``category`` column. Its **defect** is the dataset's defect
 type, the folder holding the map (``masks``; ``None`` for a map directly in ``PREDS``) or the
-manifest's ``defect`` column; ``None`` means "``good`` if the mask is empty, else ``anomalous``".
+pair list's ``defect`` column; ``None`` means "``good`` if the mask is empty, else ``anomalous``".
 """
 
 from __future__ import annotations
@@ -41,17 +43,18 @@ from pathlib import Path
 
 from pixeval.data import DatasetError, open_dataset
 from pixeval.data.files import is_image_file, preview
-from pixeval.io import SCORE_MAP_SUFFIXES, InputError
+from pixeval.errors import InputError
+from pixeval.io import SCORE_MAP_SUFFIXES
 
-__all__ = ["DATASET_LAYOUTS", "LAYOUTS", "Matching", "Pair", "attach_image_scores", "list_maps", "match",
-           "read_manifest"]
+__all__ = ["DATASET_LAYOUTS", "PAIRING_LAYOUTS", "Matching", "Pair", "attach_image_scores", "list_maps", "match",
+           "read_pair_list"]
 
 #: Layouts in which ``MASKS`` is a dataset read by :func:`pixeval.data.open_dataset`.
 DATASET_LAYOUTS = ("mvtec", "ksdd2", "folder")
-#: Every layout :func:`match` accepts (besides ``"auto"``); ``manifest`` is :func:`read_manifest`'s.
-LAYOUTS = (*DATASET_LAYOUTS, "masks")
+#: Every layout :func:`match` accepts (besides ``"auto"``); ``pairs`` is :func:`read_pair_list`'s.
+PAIRING_LAYOUTS = (*DATASET_LAYOUTS, "masks")
 #: Folder names whose maps are normal images when they have no mask (``masks`` layout).
-NORMAL_FOLDERS = ("good", "ok", "normal")
+NORMAL_MAP_FOLDERS = ("good", "ok", "normal")
 #: Mask-name endings stripped before pairing by name (``masks`` layout).
 MASK_SUFFIXES = ("_mask", "_GT")
 #: Names of a ground-truth folder, whose parent names the category instead (``masks`` layout).
@@ -63,7 +66,7 @@ _PREVIEW = 5
 class Pair:
     """One score map with its ground truth.
 
-    ``name`` is the map's path relative to ``PREDS`` (to the manifest's folder for a manifest),
+    ``name`` is the map's path relative to ``PREDS`` (to the pair list's folder for a pair list),
     ``mask_path`` is ``None`` for a normal image without a mask file, ``image_path`` is the test
     image the map belongs to when the dataset has it (its size is the map's expected size).
     """
@@ -116,10 +119,10 @@ def match(preds: str | Path, masks: str | Path, *, layout: str = "auto", map_suf
     for role, path in (("PREDS", preds), ("MASKS", masks)):
         if not path.is_dir():
             raise InputError(f"{role} {path} is not a folder" + (" (it does not exist)" if not path.exists() else "")
-                             + (". Fix: pass the CSV with --manifest" if path.suffix.lower() == ".csv"
+                             + (". Fix: pass the CSV with --pairs" if path.suffix.lower() == ".csv"
                                 else ". Fix: check the path"))
-    if layout not in ("auto", *LAYOUTS):
-        raise InputError(f"unknown layout {layout!r}; expected auto or one of {', '.join(LAYOUTS)}")
+    if layout not in ("auto", *PAIRING_LAYOUTS):
+        raise InputError(f"unknown layout {layout!r}; expected auto or one of {', '.join(PAIRING_LAYOUTS)}")
     maps = list_maps(preds, map_suffix)
     if layout == "masks":
         return _match_mask_folder(preds, maps, masks, allow_missing)
@@ -212,7 +215,7 @@ def _match_mask_folder(preds: Path, maps: list[Path], masks: Path, allow_missing
     if twice:
         raise InputError(f"{len(twice)} image(s) have two or more masks in {masks}, e.g. "
                          f"{', '.join(map(str, twice[0]))}. Fix: keep one mask per image, or list the pairs in "
-                         "a --manifest")
+                         "a --pairs list")
     depth = max(len(key) for key in by_key)
     maps_by_mask: dict[tuple[str, ...], list[Path]] = defaultdict(list)
     orphans = []
@@ -221,7 +224,7 @@ def _match_mask_folder(preds: Path, maps: list[Path], masks: Path, allow_missing
         key = next((parts[-n:] for n in range(min(depth, len(parts)), 0, -1) if parts[-n:] in by_key), None)
         if key is not None:
             maps_by_mask[key].append(path)
-        elif any(folder.lower() in NORMAL_FOLDERS for folder in parts[:-1]):
+        elif any(folder.lower() in NORMAL_MAP_FOLDERS for folder in parts[:-1]):
             maps_by_mask[("", *parts)].append(path)  # a normal image: its own key, no mask
         else:
             orphans.append(path)
@@ -273,17 +276,17 @@ def _names(paths: list[Path], root: Path) -> str:
     return preview([str(root / p.relative_to(root)) for p in paths], _PREVIEW)
 
 
-#: Columns of a manifest (:func:`read_manifest`): the required one, then the optional ones.
-MANIFEST_COLUMNS = ("map", "mask", "image_score", "category", "defect")
+#: Columns of a pair list (:func:`read_pair_list`): the required one, then the optional ones.
+PAIR_LIST_COLUMNS = ("map", "mask", "image_score", "category", "defect")
 
 
-def read_manifest(path: str | Path) -> Matching:
-    """The pairs listed in the CSV manifest at ``path``.
+def read_pair_list(path: str | Path) -> Matching:
+    """The pairs listed in the CSV pair list at ``path``.
 
     Columns (names ignore case; order free): ``map`` (required; the score-map file, absolute or
-    relative to the manifest's folder), ``mask`` (the mask file, same rule; empty for a normal image
+    relative to the pair list's folder), ``mask`` (the mask file, same rule; empty for a normal image
     without a mask), ``image_score`` (a number for every row, or the column left out: then image
-    scores are the maps' maxima), ``category`` (default: the manifest's file name without
+    scores are the maps' maxima), ``category`` (default: the pair list's file name without
     extension), ``defect`` (default: ``good`` for an empty mask, ``anomalous`` otherwise).
     """
     path = Path(path)
@@ -293,14 +296,14 @@ def read_manifest(path: str | Path) -> Matching:
             header = {name.strip().lower(): name for name in reader.fieldnames or []}
             rows = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"cannot read manifest {path}: {exc}") from None
-    unknown = sorted(set(header) - set(MANIFEST_COLUMNS))
+        raise InputError(f"cannot read pair list {path}: {exc}") from None
+    unknown = sorted(set(header) - set(PAIR_LIST_COLUMNS))
     if "map" not in header or unknown:
-        raise InputError(f"manifest {path} has columns {', '.join(header) or 'none'}; expected map (required) and "
-                         f"optionally {', '.join(MANIFEST_COLUMNS[1:])}"
+        raise InputError(f"pair list {path} has columns {', '.join(header) or 'none'}; expected map (required) and "
+                         f"optionally {', '.join(PAIR_LIST_COLUMNS[1:])}"
                          + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
     if not rows:
-        raise InputError(f"manifest {path} lists no maps. Fix: add one row per score map")
+        raise InputError(f"pair list {path} lists no maps. Fix: add one row per score map")
     base = path.parent
 
     def cell(row: dict, column: str) -> str:
@@ -321,20 +324,20 @@ def read_manifest(path: str | Path) -> Matching:
         pairs.append(Pair(cell(row, "map"), map_path, mask_path, cell(row, "category") or path.stem,
                           cell(row, "defect") or None, image_score=score))
     if absent:
-        raise InputError(f"{len(absent)} file(s) listed in manifest {path} do not exist: "
+        raise InputError(f"{len(absent)} file(s) listed in pair list {path} do not exist: "
                          f"{preview(list(map(str, absent)), _PREVIEW)}. Fix: paths are absolute or relative to "
                          f"{base}")
     if bad_scores:
-        raise InputError(f"manifest {path} has {len(bad_scores)} image_score(s) that are not numbers: "
+        raise InputError(f"pair list {path} has {len(bad_scores)} image_score(s) that are not numbers: "
                          f"{preview(bad_scores, _PREVIEW)}. Fix: give every row a number, or drop the column")
     for column, what in (("map", "score map"), ("mask", "mask")):
         counts = Counter(str(getattr(p, f"{column}_path").resolve()) for p in pairs
                          if getattr(p, f"{column}_path") is not None)
         repeated = [name for name, n in counts.items() if n > 1]
         if repeated:
-            raise InputError(f"manifest {path} lists {len(repeated)} {what}(s) on more than one row: "
+            raise InputError(f"pair list {path} lists {len(repeated)} {what}(s) on more than one row: "
                              f"{preview(repeated, _PREVIEW)}. Fix: one row per image")
-    return Matching("manifest", f"manifest {path}", pairs)
+    return Matching("pairs", f"pair list {path}", pairs)
 
 
 def attach_image_scores(matching: Matching, csv_path: str | Path) -> Matching:

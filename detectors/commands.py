@@ -1,4 +1,9 @@
-"""``pixeval tune``: choose Sp-CFA's fusion weights and region sizes on validation data."""
+"""Commands the ``detectors`` package adds to the ``pixeval`` command line, through the
+entry-point group ``pixeval.commands`` (pyproject.toml), exactly as a third-party package would.
+
+``pixeval tune``: choose Sp-CFA's fusion weights and region sizes on validation data
+(:mod:`detectors.tuning`).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,8 @@ import json
 
 import click
 
-from pixeval.data import DatasetError, open_dataset
+from pixeval import DatasetError, ParamError, open_dataset
+from pixeval.params import build_params
 
 
 def _sizes(text: str, allow_none: bool) -> list[int | None]:
@@ -37,16 +43,16 @@ def _sizes(text: str, allow_none: bool) -> list[int | None]:
 @click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE",
               help="Any other Sp-CFA hyperparameter (see `pixeval detectors sp_cfa`), repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def command(spec: str, category: str, rs_s: str, rs_b: str, step: float, objective: str, holdout: float,
-            params: tuple[str, ...], as_json: bool) -> None:
-    """Grid-search Sp-CFA's fusion weights (a1, a2, a3 on the simplex) and region sizes (rs_s,
-    rs_b) by OBJECTIVE on validation data, never on the test set: the dataset's labelled
-    validation split when it has one, otherwise synthetic anomalies pasted into held-out
-    training images (see detectors.tuning). Prints the chosen values, ready to pass as
-    `-p a1=... -p a2=...` to Sp-CFA. Exit status 2 on bad input.
-    """
-    from pixeval.registry import ParamError, build_params
+def tune(spec: str, category: str, rs_s: str, rs_b: str, step: float, objective: str, holdout: float,
+         params: tuple[str, ...], as_json: bool) -> None:
+    """Tune Sp-CFA fusion weights and region sizes on validation data.
 
+    Grid-searches the fusion weights (a1, a2, a3 on the simplex) and region sizes (rs_s, rs_b)
+    by OBJECTIVE on validation data, never on the test set: the dataset's labelled validation
+    split when it has one, otherwise synthetic anomalies pasted into held-out training images
+    (see detectors.tuning). Prints the chosen values, ready to pass as `-p a1=... -p a2=...` to
+    Sp-CFA. Exit status 2 on bad input.
+    """
     try:
         rs_s_grid = _sizes(rs_s, allow_none=False)
         rs_b_grid = _sizes(rs_b, allow_none=True)

@@ -1,4 +1,5 @@
-"""pixeval.matching: which map pairs with which mask, in each layout, and the refusals."""
+"""Pairing (pixeval.scoring): which map pairs with which mask, in each layout or from a pair list,
+and the refusals."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pixeval.io import InputError
-from pixeval.matching import attach_image_scores, list_maps, match, read_manifest
+from pixeval.errors import InputError
+from pixeval.scoring import attach_image_scores, match, read_pair_list
+from pixeval.scoring._pairing import list_maps
 
 # Pairing reads no file contents, so empty files stand for images, masks and maps.
 
@@ -220,16 +222,16 @@ def write_csv(path: Path, text: str) -> Path:
     return path
 
 
-def test_manifest_pairs_relative_paths_with_optional_columns(tmp_path):
+def test_pair_list_pairs_relative_paths_with_optional_columns(tmp_path):
     touch(*(tmp_path / "run" / n for n in ("m/a.tiff", "m/b.tiff", "gt/a.png")))
-    manifest = write_csv(tmp_path / "run/pairs.csv",
-                         "Map,mask,image_score,defect\nm/a.tiff,gt/a.png,0.9,cut\nm/b.tiff,,0.1,\n")
-    matching = read_manifest(manifest)
+    pair_list = write_csv(tmp_path / "run/pairs.csv",
+                          "Map,mask,image_score,defect\nm/a.tiff,gt/a.png,0.9,cut\nm/b.tiff,,0.1,\n")
+    matching = read_pair_list(pair_list)
     a, b = matching.pairs
     assert (a.map_path, a.mask_path, a.image_score, a.category, a.defect) == (
         tmp_path / "run/m/a.tiff", tmp_path / "run/gt/a.png", 0.9, "pairs", "cut")
     assert (b.mask_path, b.image_score, b.defect) == (None, 0.1, None)
-    assert matching.layout == "manifest"
+    assert matching.layout == "pairs"
 
 
 @pytest.mark.parametrize("text, message", [
@@ -241,10 +243,10 @@ def test_manifest_pairs_relative_paths_with_optional_columns(tmp_path):
     ("map\na.tiff\na.tiff\n", r"score map\(s\) on more than one row"),
     ("map,mask\na.tiff,a.png\nb.tiff,a.png\n", r"mask\(s\) on more than one row"),
 ])
-def test_manifest_refusals(tmp_path, text, message):
+def test_pair_list_refusals(tmp_path, text, message):
     touch(tmp_path / "a.tiff", tmp_path / "b.tiff", tmp_path / "a.png")
     with pytest.raises(InputError, match=message):
-        read_manifest(write_csv(tmp_path / "pairs.csv", text))
+        read_pair_list(write_csv(tmp_path / "pairs.csv", text))
 
 
 def test_image_scores_attach_by_map_name_and_must_cover_every_map(tmp_path):
