@@ -19,16 +19,12 @@ import re
 import subprocess
 import sys
 import sysconfig
+import tomllib
 from pathlib import Path
 
 import click
 import pytest
 from click.testing import CliRunner
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:
-    import tomli as tomllib
 
 DISTRIBUTION = "pixeval"
 PACKAGES = ("pixeval", "detectors")
@@ -89,40 +85,18 @@ def declared_distributions() -> set[str]:
 
 
 def imported_top_level_names(path: Path) -> set[str]:
-    """Top-level names of every absolute import statement in the file ``path``, at any depth, but
-    for those under ``if sys.version_info ...`` (they are for one Python version; importing the
-    module on that version checks them)."""
+    """Top-level names of every absolute import statement in the file ``path``, at any depth."""
     names = set()
-
-    def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and "version_info" in ast.unparse(node.test):
-            return
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             names.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
             names.add(node.module.split(".")[0])
-        for child in ast.iter_child_nodes(node):
-            visit(child)
-
-    visit(ast.parse(path.read_text(), str(path)))
     return names
 
 
-def import_providers() -> dict[str, set[str]]:
-    """Top-level import name -> the installed distributions that provide it (normalised names),
-    from each one's ``top_level.txt`` and its file list. (``packages_distributions`` of Python 3.10
-    reads only ``top_level.txt``, which wheels built with meson, like scikit-learn's, lack.)"""
-    providers: dict[str, set[str]] = {}
-    for dist in importlib.metadata.distributions():
-        names = set((dist.read_text("top_level.txt") or "").split())
-        names |= {f.parts[0] if len(f.parts) > 1 else f.stem for f in dist.files or [] if f.suffix == ".py"}
-        for name in names:
-            providers.setdefault(name, set()).add(requirement_name(dist.metadata["Name"]))
-    return providers
-
-
 def test_every_imported_package_is_declared():
-    providers = import_providers()
+    providers = importlib.metadata.packages_distributions()
     declared = declared_distributions()
     script_files = [path for name in SCRIPT_FOLDERS for path in (ROOT / name).rglob("*.py")]
     # tests and benchmarks import modules of their own folders by name (conftest puts them on the path)
@@ -131,7 +105,7 @@ def test_every_imported_package_is_declared():
     problems = []
     for path in files:
         for name in sorted(imported_top_level_names(path) - local - set(sys.stdlib_module_names)):
-            distributions = providers.get(name, set())
+            distributions = {requirement_name(d) for d in providers.get(name, [])}
             if not distributions:
                 problems.append(f"{path.relative_to(ROOT)} imports {name}, which no installed distribution provides")
             elif not distributions & declared:
@@ -141,14 +115,11 @@ def test_every_imported_package_is_declared():
                           f"need it), then {REINSTALL}:\n" + "\n".join(problems))
 
 
-def test_the_scan_helpers(tmp_path):
+def test_the_scan_reads_imports_at_any_depth(tmp_path):
     source = tmp_path / "example.py"
     source.write_text("import os.path\nfrom numpy import linalg\nfrom . import sibling\n\n"
-                      "def f():\n    import pyarrow.parquet\n\n"
-                      "if sys.version_info < (3, 11):\n    import tomli\n")
+                      "def f():\n    import pyarrow.parquet\n")
     assert imported_top_level_names(source) == {"os", "numpy", "pyarrow"}
-    providers = import_providers()
-    assert providers["sklearn"] == {"scikit-learn"} and providers["PIL"] == {"pillow"}
     assert requirement_name("Dask[distributed]>=2023.1; extra == 'test'") == "dask"
     assert requirement_extras("dask[distributed, array]>=2023.1") == ["distributed", "array"]
     assert requirement_marker_extra('distributed>=2026; extra == "distributed"') == "distributed"

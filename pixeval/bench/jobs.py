@@ -17,7 +17,7 @@ import dataclasses
 import hashlib
 import json
 import re
-import sys
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,11 +25,6 @@ from typing import Any
 import yaml
 
 from pixeval.registry import available_detectors, build_params, get_detector
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # the same parser, before it joined the standard library
-    import tomli as tomllib
 
 #: Settings that apply to every detector declaring a hyperparameter of the same name.
 SHARED_PARAMS = ("backbone", "resolution", "device")
