@@ -9,7 +9,7 @@ Layout of a run folder::
                                        test images (runs made before pixeval kept them lack it)
     RUN/jobs/<job key>/examples.npz    pictures for the qualitative grid
     RUN/maps/<detector>/<dataset>/seed<N>/<category>/test/<defect>/<id>.tiff   (with --save-maps)
-    RUN/results.csv  (and results.parquet when pyarrow is installed)
+    RUN/results.csv, RUN/results.parquet   the tidy table below, as CSV and as Parquet
 
 A job is **finished** exactly when its ``jobs/<key>`` folder exists: the folder is written under
 a temporary name and renamed into place, which is atomic, so a run killed at any moment leaves
@@ -140,15 +140,10 @@ class RunStore:
         return pd.DataFrame(rows, columns=KEY_COLUMNS + META_COLUMNS)
 
     def write_table(self) -> list[Path]:
-        """Write ``results.csv`` (and ``results.parquet`` when pyarrow is installed) atomically."""
+        """Write ``results.csv`` and ``results.parquet`` atomically."""
         table = self.table()
-        written = [_atomic(self.root / "results.csv", lambda p: table.to_csv(p, index=False))]
-        try:
-            import pyarrow  # noqa: F401  (only to know whether Parquet can be written)
-        except ImportError:
-            return written
-        written.append(_atomic(self.root / "results.parquet", lambda p: table.to_parquet(p, index=False)))
-        return written
+        return [_atomic(self.root / "results.csv", lambda p: table.to_csv(p, index=False)),
+                _atomic(self.root / "results.parquet", lambda p: table.to_parquet(p, index=False))]
 
 
 def read_runs(paths: list[str | Path]) -> pd.DataFrame:

@@ -43,7 +43,8 @@ def test_tiny_bench_end_to_end(tiny_mvtec, tmp_path):
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out / "results.csv")
     assert set(table["detector"]) == {"tiny_zscore", "tiny_blur"} and set(table["category"]) == {"tiles"}
-    assert (out / "results.parquet").exists() and (out / "config.yaml").exists()
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), RunStore(out).table())
+    assert (out / "config.yaml").exists()
 
     aupr = {}
     for name in ("tiny_zscore", "tiny_blur"):
