@@ -67,10 +67,11 @@ class CFA(BackboneDetector):
     """
 
     Params = CFAParams
+    PRESETS = PRESETS
 
     def __init__(self, params: Any = None, **overrides: Any) -> None:
         super().__init__(params, **overrides)
-        self.params = resolve_preset(self.params, PRESETS)
+        self.params = resolve_preset(self.params, self.PRESETS)
         self.head: CFAHead | None = None
 
     # ------------------------------------------------------------------ shared with Sp-CFA
