@@ -36,8 +36,12 @@ presets the setting measured best in benchmarks/README.md ("Sp-CFA: the evidence
   and ``std`` over all pixels of all training images of that branch (population std). No test
   image enters these statistics.
 * **Fusion.** ``S = a1·Z_org + a2·Z_small + a3·Z_big`` at each image's own size; image score =
-  max of the map. :mod:`detectors.tuning` chooses the weights (and the region sizes) on
-  validation data.
+  max of the map. The paper chooses the weights per category by a grid search (its Table II);
+  so does ``fit`` by default: with ``a1..a3`` unset, the branches train on all but
+  ``weight_holdout`` of the training images and the weights are the simplex-grid point (step
+  ``weight_step``) of best P-AUPR on the held-out images, clean and with synthetic anomalies
+  (:mod:`detectors.validation`; never the test set). Given weights are used as they are.
+  ``pixeval tune`` (:mod:`detectors.tuning`) searches region sizes too.
 * **Table II presets** (``table2=...``): the paper's published weights and region sizes per
   category. The printed table gives ``α2 = 0`` exactly on the rows without ``rs_b``, which only
   makes sense if the printed ``α2`` weighs the *big* branch and ``α3`` the *small* one; that is the
@@ -61,6 +65,7 @@ from detectors.cfa.loss import BANKS, CFAHead
 from detectors.cfa.training import patch_scores
 from detectors.common import gaussian_blur, resize_map, to_image_maps
 from detectors.superpixels import Tiling, make_tiling, tile, untile
+from detectors.validation import best_weights, fuse, hold_out
 from pixeval import ParamError, Prediction, ProgressCallback, param
 
 #: The paper's Table II as (a1 org, a2 small, a3 big, rs_s, rs_b); see the module docstring for
@@ -115,9 +120,17 @@ class SpCFAParams(CFAParams):
     sp_sigma: float = param(4.0, "Gaussian blur of the superpixel branch maps, in network-input pixels "
                             "(0 = none: sharp superpixel borders).", min=0.0)
     bank_sample: int = param(20_000, "Patches drawn for K-means with sp_bank='patches'.", min=1)
-    a1: float = param(1 / 3, "Fusion weight of the original-image branch.", min=0.0)
-    a2: float = param(1 / 3, "Fusion weight of the small-superpixel branch.", min=0.0)
-    a3: float = param(1 / 3, "Fusion weight of the big-superpixel branch (ignored without rs_b).", min=0.0)
+    a1: float | None = param(None, "Fusion weight of the original-image branch; a1, a2, a3 all unset: chosen "
+                             "at fit on validation data (weight_holdout); any set: the unset ones are 0.",
+                             min=0.0)
+    a2: float | None = param(None, "Fusion weight of the small-superpixel branch (see a1).", min=0.0)
+    a3: float | None = param(None, "Fusion weight of the big-superpixel branch (see a1; ignored without rs_b).",
+                             min=0.0)
+    weight_holdout: float = param(0.2, "With the fusion weights chosen at fit: fraction of the training images "
+                                  "held out (clean and with synthetic anomalies, detectors.validation); the "
+                                  "branches train on the rest.", min=0.01, max=0.99)
+    weight_step: float = param(0.1, "Grid step of the fusion weights chosen at fit (P-AUPR on the simplex).",
+                               min=0.01, max=1.0)
     w1: float = param(1.0, "Loss weight of the original-image branch.", min=0.0)
     w2: float = param(1.0, "Loss weight of the small-superpixel branch.", min=0.0)
     w3: float = param(1.0, "Loss weight of the big-superpixel branch.", min=0.0)
@@ -167,15 +180,6 @@ def pooled_mean_std(maps: Sequence[np.ndarray]) -> tuple[float, float]:
     return mean, std if std > 0 else 1.0
 
 
-def fuse(branch_maps: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
-    """``Σ weights[name] · branch_maps[name]`` over the named branches (weights may be 0), float32."""
-    total = None
-    for name, weight in weights.items():
-        term = np.float32(weight) * branch_maps[name]
-        total = term if total is None else total + term
-    return total.astype(np.float32)
-
-
 class SpCFA(CFA):
     """Sp-CFA: CFA on the image plus CFA on small and big SLIC-superpixel tilings, fused.
 
@@ -189,8 +193,10 @@ class SpCFA(CFA):
     sp_sigma, and standardised by the mean and std of that branch's maps on the training images;
     S = a1·Z_org + a2·Z_small + a3·Z_big at the image's size. The superpixel branches' memory bank
     is CFA's per-position mean (sp_bank=positions) or K-means over all mosaic patches (=patches),
-    with or without coordinate channels (sp_coordconv). Choose a1..a3 and region sizes with
-    `pixeval tune` (validation data, never the test set) or take the paper's with `table2`.
+    with or without coordinate channels (sp_coordconv). By default fit chooses a1..a3 by P-AUPR
+    on held-out training images with synthetic anomalies (never the test set), as the paper's
+    per-category grid search does; give them, take the paper's with `table2`, or search region
+    sizes too with `pixeval tune`.
     Every choice the paper leaves open is documented in the module detectors.sp_cfa, and measured
     in benchmarks/README.md.
     """
@@ -206,21 +212,35 @@ class SpCFA(CFA):
             self.params = p = dataclasses.replace(p, a1=a1, a2=a2, a3=a3, rs_s=rs_s, rs_b=rs_b)
         if p.rs_b is not None and p.rs_b == p.rs_s:
             raise ParamError(f"rs_b={p.rs_b} equals rs_s; give the big branch a different region size or rs_b=none")
-        if p.a1 + p.a2 + (p.a3 if p.rs_b is not None else 0.0) <= 0:
+        given = (p.a1, p.a2, p.a3 if p.rs_b is not None else None)
+        if any(a is not None for a in given) and sum(a or 0.0 for a in given) <= 0:
             raise ParamError("fusion weights a1, a2 (and a3 with rs_b) are all 0; give at least one a positive weight")
+        if abs(round(1 / p.weight_step) * p.weight_step - 1) > 1e-9:
+            raise ParamError(f"weight_step={p.weight_step} must divide 1 exactly (e.g. 0.05, 0.1, 0.25)")
         self.branches: dict[str, Branch] = {}
+        #: Fusion weights chosen at fit (when a1..a3 are unset), by branch name.
+        self.chosen_weights: dict[str, float] | None = None
 
     # ------------------------------------------------------------------ building blocks
     def region_sizes(self) -> list[int | None]:
         """The branches' region sizes: ``None`` (image), ``rs_s`` and, if set, ``rs_b``."""
         return [None, self.params.rs_s] + ([self.params.rs_b] if self.params.rs_b is not None else [])
 
-    def fusion_weights(self) -> dict[str, float]:
-        """Fusion weight per branch name."""
+    def weights_given(self) -> bool:
+        """Whether the fusion weights are hyperparameters (else they are chosen at fit)."""
         p = self.params
-        weights = {"org": p.a1, f"rs{p.rs_s}": p.a2}
+        return any(a is not None for a in (p.a1, p.a2, p.a3))
+
+    def fusion_weights(self) -> dict[str, float]:
+        """Fusion weight per branch name: the given ones (unset = 0), or those chosen at fit."""
+        p = self.params
+        if not self.weights_given():
+            if self.chosen_weights is None:
+                raise self.not_fitted_error()
+            return dict(self.chosen_weights)
+        weights = {"org": p.a1 or 0.0, f"rs{p.rs_s}": p.a2 or 0.0}
         if p.rs_b is not None:
-            weights[f"rs{p.rs_b}"] = weights.get(f"rs{p.rs_b}", 0.0) + p.a3
+            weights[f"rs{p.rs_b}"] = p.a3 or 0.0
         return weights
 
     def tilings(self, images: Sequence[np.ndarray], region_size: int) -> tuple[list[np.ndarray], list[Tiling]]:
@@ -289,19 +309,31 @@ class SpCFA(CFA):
 
     # ------------------------------------------------------------------ contract
     def fit(self, train_images: Sequence[np.ndarray], progress: ProgressCallback | None = None) -> SpCFA:
+        """Train the branches; with the fusion weights unset, on all but ``weight_holdout`` of the
+        images, then choose the weights by P-AUPR on the held-out ones (clean and with synthetic
+        anomalies, :func:`detectors.validation.hold_out`)."""
         p = self.params
         sizes = self.region_sizes()
-        weights = [p.w1, p.w2, p.w3][:len(sizes)]
-        self.branches = self.fit_branches(train_images, sizes, weights, progress)
+        loss_weights = [p.w1, p.w2, p.w3][:len(sizes)]
+        if self.weights_given():
+            self.branches = self.fit_branches(train_images, sizes, loss_weights, progress)
+            return self
+        split = hold_out(train_images, p.weight_holdout, p.seed)
+        self.branches = self.fit_branches(split.fit_images, sizes, loss_weights, progress)
+        maps = {name: np.concatenate([m.ravel() for m in branch_maps])
+                for name, branch_maps in self.branch_maps(split.images, progress).items()}
+        labels = np.concatenate([m.ravel() for m in split.masks])
+        self.chosen_weights, _ = best_weights(maps, labels, p.weight_step)
         return self
 
     def use_branches(self, branches: dict[str, Branch]) -> SpCFA:
         """Adopt already trained branches (e.g. from a tuning run) that cover this detector's
-        region sizes; returns ``self``."""
-        missing = [n for n in self.fusion_weights() if n not in branches]
+        region sizes (its fusion weights must be given); returns ``self``."""
+        names = ["org"] + [f"rs{rs}" for rs in self.region_sizes()[1:]]
+        missing = [n for n in names if n not in branches]
         if missing:
             raise ValueError(f"no trained branch for {', '.join(missing)}")
-        self.branches = {n: branches[n] for n in self.fusion_weights()}
+        self.branches = {n: branches[n] for n in names}
         return self
 
     def predict(self, images: Sequence[np.ndarray], progress: ProgressCallback | None = None) -> Prediction:
@@ -314,7 +346,8 @@ class SpCFA(CFA):
     def state_dict(self) -> dict[str, Any]:
         if not self.branches:
             raise self.not_fitted_error()
-        return {"branches": [{"region_size": b.region_size, "mean": b.mean, "std": b.std,
+        return {"chosen_weights": self.chosen_weights,
+                "branches": [{"region_size": b.region_size, "mean": b.mean, "std": b.std,
                               "in_channels": b.head.in_channels, "coordconv": b.head.descriptor.coords,
                               "head": {k: v.clone() for k, v in b.head.state_dict().items()}}
                              for b in self.branches.values()]}
@@ -330,3 +363,4 @@ class SpCFA(CFA):
             branch = Branch(entry["region_size"], head, entry["mean"], entry["std"])
             branches[branch.name] = branch
         self.branches = branches
+        self.chosen_weights = state["chosen_weights"]

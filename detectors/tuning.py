@@ -2,24 +2,17 @@
 
 * **Validation data** (:func:`validation_split`). A dataset's labelled validation split when it
   holds at least one anomalous image with a mask (the model is then trained on all training
-  images); otherwise a held-out fraction of the *training* images (drawn with the seed, at least
-  two images): each held-out image as it is (normal) plus ``per_image`` copies with a synthetic
-  anomaly of ``family`` (:mod:`detectors.pseudo_anomalies`, default ``mixed``), and the model is
-  trained on the remaining training images. The synthetic families are deliberately not
-  ``pixeval.data.defects`` (which draws the synthetic-textures test defects), so the search does
-  not see the test defect generator. Which family ranks settings as the test does is measured in
-  benchmarks/README.md ("Sp-CFA: the evidence").
+  images); otherwise held-out training images, clean and with synthetic anomalies of ``family``
+  (:func:`detectors.validation.hold_out`), and the model is trained on the remaining ones.
 * **Search** (:class:`TuningRun`). One Sp-CFA model with a branch for the image and for every
   candidate region size is trained once (branches train independently, see
   :func:`detectors.cfa.training.train_heads`, so this equals training each configuration on
   its own); the standardised branch maps of the validation images are computed once. Every
   ``(rs_s, rs_b)`` pair and every weight vector on the simplex grid (``a1 + a2 + a3 = 1`` in
   steps of ``step``; ``a3 = 0`` without a big branch) is scored by the objective on all
-  validation pixels, at each image's own size. Order of
-  the search, which decides ties (the first best wins): ``rs_s`` ascending, ``rs_b`` with
+  validation pixels, at each image's own size. Order of the search, which decides ties (the first best wins): ``rs_s`` ascending, ``rs_b`` with
   "none" first then ascending, weights in lexicographic order of ``(a1, a2, a3)``.
-* **Objectives**: ``aupr`` (pixel average precision, the default), ``f1`` (pixel F1-max),
-  ``auroc`` (pixel AUROC), computed by :mod:`pixeval.metrics`.
+* **Objectives**: those of :mod:`detectors.validation` (``aupr``, the default; ``f1``; ``auroc``).
 """
 
 from __future__ import annotations
@@ -31,42 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from detectors.pseudo_anomalies import synthesize
-from detectors.sp_cfa import SpCFA, fuse
+from detectors.sp_cfa import SpCFA
+from detectors.validation import ValidationSplit, fuse, hold_out, simplex_grid
+from detectors.validation import objective as objective_fn
 from pixeval import ProgressCallback
 
-OBJECTIVES = ("aupr", "f1", "auroc")
-
-
-def simplex_grid(step: float = 0.05, free: Sequence[bool] = (True, True, True)) -> list[tuple[float, ...]]:
-    """Every weight vector with non-negative entries summing to 1 in multiples of ``step``, in
-    lexicographic order; entries where ``free`` is False are fixed at 0."""
-    n = round(1.0 / step)
-    if n < 1 or abs(n * step - 1.0) > 1e-9:
-        raise ValueError(f"step={step} must divide 1 exactly (e.g. 0.05, 0.1, 0.25)")
-    free = list(free)
-    out = []
-
-    def extend(prefix: list[int], left: int, i: int) -> None:
-        if i == len(free) - 1:
-            if left == 0 or free[i]:
-                out.append(tuple(v / n for v in prefix + [left]))
-            return
-        for v in range(0, left + 1 if free[i] else 1):
-            extend(prefix + [v], left - v, i + 1)
-
-    extend([], n, 0)
-    return out
-
-
-@dataclass
-class ValidationSplit:
-    """Training images to fit on, validation images with masks, and where they came from."""
-
-    fit_images: list[np.ndarray]
-    images: list[np.ndarray]
-    masks: list[np.ndarray]
-    source: str
+__all__ = ["TuneResult", "TuningRun", "ValidationSplit", "simplex_grid", "validation_split"]
 
 
 def validation_split(category: Any, holdout: float = 0.2, seed: int = 0, family: str = "mixed",
@@ -78,20 +41,10 @@ def validation_split(category: Any, holdout: float = 0.2, seed: int = 0, family:
         val = list(category.validation)
         return ValidationSplit(train, [s.load_image() for s in val], [s.load_mask() for s in val],
                                f"labelled validation split ({len(val)} images)")
-    if not 0 < holdout < 1:
-        raise ValueError(f"holdout={holdout} must be a fraction between 0 and 1")
-    n_held = max(2, round(holdout * len(train)))
-    if len(train) - n_held < 1:
-        raise ValueError(f"category {category.name!r} has {len(train)} training images, too few to hold "
-                         f"out {n_held} for validation")
-    order = np.random.default_rng(seed).permutation(len(train))
-    held, kept = sorted(order[:n_held]), sorted(order[n_held:])
-    normal = [train[i] for i in held]
-    images, masks = synthesize(normal, family, seed, per_image)
-    clean = [np.zeros(im.shape[:2], bool) for im in normal]
-    return ValidationSplit([train[i] for i in kept], normal + images, clean + masks,
-                           f"{n_held} held-out training images, as they are and with {per_image} "
-                           f"'{family}' synthetic anomalies each")
+    try:
+        return hold_out(train, holdout, seed, family, per_image)
+    except ValueError as exc:
+        raise ValueError(f"category {category.name!r}: {exc}") from None
 
 
 @dataclass
@@ -141,7 +94,7 @@ class TuningRun:
              rs_s_grid: Sequence[int] | None = None, rs_b_grid: Sequence[int | None] | None = None) -> TuneResult:
         """The best candidate; ``free[i] = False`` fixes weight ``a{i+1}`` at 0 (ablations), and
         the grids can be narrowed to values this run was trained for."""
-        score = _objective(objective)
+        score = objective_fn(objective)
         rs_s_grid = self.rs_s_grid if rs_s_grid is None else sorted(rs_s_grid)
         rs_b_grid = self.rs_b_grid if rs_b_grid is None else [r for r in self.rs_b_grid if r in set(rs_b_grid)]
         best, candidates = None, []
@@ -170,14 +123,3 @@ class TuningRun:
         chosen = SpCFA(**{**dataclasses.asdict(self.model.params), **result.params()})
         return chosen.use_branches(self.branches)
 
-
-def _objective(name: str):
-    from pixeval.metrics import auroc, average_precision, f1_max
-
-    if name == "aupr":
-        return average_precision
-    if name == "f1":
-        return lambda s, y: f1_max(s, y)[0]
-    if name == "auroc":
-        return auroc
-    raise ValueError(f"unknown objective {name!r}; choose one of {', '.join(OBJECTIVES)}")

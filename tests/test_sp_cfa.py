@@ -6,14 +6,17 @@ from click.testing import CliRunner
 from sklearn.metrics import average_precision_score
 
 from detectors.cfa import CFA
-from detectors.sp_cfa import TABLE2, SpCFA, fuse
+from detectors.sp_cfa import TABLE2, SpCFA
 from detectors.pseudo_anomalies import synthesize
-from detectors.tuning import TuningRun, ValidationSplit, simplex_grid
+from detectors.tuning import TuningRun, ValidationSplit
+from detectors.validation import fuse, hold_out, simplex_grid
 from pixeval import ParamError, get_detector, load_detector
 from pixeval.cli import main
 from pixeval.testing import check_detector
 
-SMALL = dict(backbone="tiny", resolution=48, epochs=2, gamma_c=2, rs_s=8, rs_b=16, seed=3)
+SMALL = dict(backbone="tiny", resolution=48, epochs=2, gamma_c=2, rs_s=8, rs_b=16, seed=3, a1=1 / 3, a2=1 / 3, a3=1 / 3)
+#: Fusion weights left unset: chosen at fit on held-out images.
+CHOOSING = {k: v for k, v in SMALL.items() if k not in ("a1", "a2", "a3")}
 
 
 def _images(n=6, seed=0, size=40):
@@ -36,7 +39,7 @@ def fitted():
 def test_image_branch_is_cfa_and_branches_train_as_if_alone(fitted):
     images, sp = fitted
     assert list(sp.branches) == ["org", "rs8", "rs16"] and get_detector("sp_cfa") is SpCFA
-    cfa = CFA(**{k: v for k, v in SMALL.items() if k not in ("rs_s", "rs_b")}).fit(images)
+    cfa = CFA(**{k: v for k, v in CHOOSING.items() if k not in ("rs_s", "rs_b")}).fit(images)
     for a, b in zip(cfa.head.state_dict().values(), sp.branches["org"].head.state_dict().values()):
         assert np.allclose(a.numpy(), b.numpy(), atol=1e-6)
     alone = SpCFA(**SMALL).fit_branches(images, [8], [1.0])["rs8"]
@@ -72,6 +75,26 @@ def test_prediction_is_the_weighted_sum_of_branch_maps_at_image_size(fitted, tmp
 @pytest.mark.slow
 def test_keeps_the_detector_contract():
     check_detector(SpCFA, **SMALL)
+    check_detector(SpCFA, **CHOOSING)  # the default: weights chosen at fit
+
+
+@pytest.mark.slow
+def test_unset_fusion_weights_are_chosen_on_held_out_images_by_sklearn_average_precision(tmp_path):
+    images = _images(10)
+    sp = SpCFA(**CHOOSING, weight_step=0.25).fit(images)
+    split = hold_out(images, 0.2, seed=3)
+    reference = SpCFA(**SMALL)
+    reference.branches = reference.fit_branches(split.fit_images, [None, 8, 16], [1.0, 1.0, 1.0])
+    maps = reference.branch_maps(split.images)
+    labels = np.concatenate([m.ravel() for m in split.masks])
+    flat = {n: np.concatenate([m.ravel() for m in v]) for n, v in maps.items()}
+    best = max(simplex_grid(0.25), key=lambda w: average_precision_score(
+        labels, fuse(flat, dict(zip(["org", "rs8", "rs16"], w)))))
+    assert tuple(sp.fusion_weights().values()) == best
+    sp.save(tmp_path / "sp")
+    assert load_detector(tmp_path / "sp").fusion_weights() == sp.fusion_weights()
+    with pytest.raises(RuntimeError, match="not fitted"):
+        SpCFA(**CHOOSING).fusion_weights()
 
 
 def test_table2_presets_and_parameter_checks():
@@ -84,6 +107,9 @@ def test_table2_presets_and_parameter_checks():
         SpCFA(rs_s=10, rs_b=10)
     with pytest.raises(ParamError, match="all 0"):
         SpCFA(a1=0, a2=0, a3=0.5, rs_b=None)
+    with pytest.raises(ParamError, match="weight_step"):
+        SpCFA(weight_step=0.3)
+    assert SpCFA(a1=1).fusion_weights() == {"org": 1, "rs20": 0.0, "rs40": 0.0}
 
 
 def test_simplex_grid():
