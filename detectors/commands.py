@@ -31,8 +31,8 @@ def _sizes(text: str, allow_none: bool) -> list[int | None]:
 @click.command("tune")
 @click.option("--data", "spec", required=True, help="Dataset spec, e.g. synthetic-textures or mvtec:/data/mvtec_ad.")
 @click.option("--category", required=True, help="Category to tune for.")
-@click.option("--rs-s", "rs_s", default="20", show_default=True, help="Candidate small region sizes, comma-separated.")
-@click.option("--rs-b", "rs_b", default="none,40", show_default=True,
+@click.option("--rs-s", "rs_s", default="40", show_default=True, help="Candidate small region sizes, comma-separated.")
+@click.option("--rs-b", "rs_b", default="none,80", show_default=True,
               help="Candidate big region sizes, comma-separated; 'none' = no big branch.")
 @click.option("--step", default=0.05, show_default=True, help="Grid step of the fusion weights on the simplex.")
 @click.option("--objective", default="aupr", show_default=True, type=click.Choice(["aupr", "f1", "auroc"]),

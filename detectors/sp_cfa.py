@@ -86,7 +86,7 @@ SUPERPIXELS_AT = ("image", "network")
 #: The literal reading of the paper: superpixels of the network input, CFA's own branches.
 LITERAL = {"superpixels_at": "network", "sp_bank": "positions", "sp_coordconv": True}
 #: The setting measured best in benchmarks/README.md ("Sp-CFA: the evidence").
-MEASURED = {"superpixels_at": "image", "sp_bank": "positions", "sp_coordconv": True}
+MEASURED = {"superpixels_at": "image", "sp_bank": "patches", "sp_coordconv": False}
 
 #: CFA's presets (epochs, gamma_c) plus the superpixel branches' construction.
 SP_PRESETS: dict[str, dict[str, Any]] = {
@@ -109,9 +109,10 @@ class SpCFAParams(CFAParams):
     superpixels_at: str | None = param(None, "Cut superpixels from the image at its own size ('image') or from "
                                        "the network input ('network'); unset: from the preset.",
                                        choices=(None, *SUPERPIXELS_AT))
-    rs_s: int = param(20, "SLIC region size of the small-superpixel branch (pixels of the image SLIC runs on).",
+    rs_s: int = param(40, "SLIC region size of the small-superpixel branch (pixels of the image SLIC runs on; "
+                      "the default is 20 px of the 256-px network input on the built-in 512-px images).",
                       min=2)
-    rs_b: int | None = param(40, "SLIC region size of the big-superpixel branch; none = no big branch.", min=2)
+    rs_b: int | None = param(80, "SLIC region size of the big-superpixel branch; none = no big branch.", min=2)
     sp_bank: str | None = param(None, "Memory bank of the superpixel branches: CFA's per-position mean "
                                 "('positions') or K-means over patches of all mosaics ('patches'); unset: "
                                 "from the preset.", choices=(None, *BANKS))

@@ -109,7 +109,7 @@ def test_table2_presets_and_parameter_checks():
         SpCFA(a1=0, a2=0, a3=0.5, rs_b=None)
     with pytest.raises(ParamError, match="weight_step"):
         SpCFA(weight_step=0.3)
-    assert SpCFA(a1=1).fusion_weights() == {"org": 1, "rs20": 0.0, "rs40": 0.0}
+    assert SpCFA(a1=1).fusion_weights() == {"org": 1, "rs40": 0.0, "rs80": 0.0}
 
 
 def test_simplex_grid():
