@@ -81,13 +81,21 @@ class BackboneDetector(Detector):
                             "or load a saved detector first")
 
 
-def gaussian_blur(maps: np.ndarray, sigma: float) -> np.ndarray:
+def gaussian_blur(maps: np.ndarray, sigma: float | tuple[float, float]) -> np.ndarray:
     """Each ``H×W`` map of the ``N×H×W`` stack smoothed by ``scipy.ndimage.gaussian_filter``
-    (σ = ``sigma`` pixels, truncated at 4σ, mirror-reflected borders), exactly as the PaDiM,
-    PatchCore and CFA reference code do; ``sigma = 0`` returns the maps unchanged."""
-    if sigma <= 0:
+    (σ = ``sigma`` pixels, or ``(σ_rows, σ_cols)``, truncated at 4σ, mirror-reflected borders),
+    exactly as the PaDiM, PatchCore and CFA reference code do; σ = 0 returns the maps unchanged."""
+    if np.all(np.asarray(sigma) <= 0):
         return maps
     return scipy.ndimage.gaussian_filter(maps, sigma=sigma, axes=(1, 2), mode="reflect")
+
+
+def resize_map(m: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """An ``H×W`` map resized bilinearly (``align_corners=False``) to ``size``, float32."""
+    if m.shape == tuple(size):
+        return np.ascontiguousarray(m, dtype=np.float32)
+    t = torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))[None, None]
+    return F.interpolate(t, size=tuple(size), mode="bilinear", align_corners=False)[0, 0].numpy()
 
 
 def to_image_maps(maps: torch.Tensor, images: Sequence[np.ndarray], resolution: int,
@@ -99,11 +107,4 @@ def to_image_maps(maps: torch.Tensor, images: Sequence[np.ndarray], resolution: 
     square = F.interpolate(maps[:, None].float(), size=(resolution, resolution), mode="bilinear",
                            align_corners=False)[:, 0]
     square = gaussian_blur(square.numpy().astype(np.float32), sigma)
-    out = []
-    for m, image in zip(square, images):
-        size = image.shape[:2]
-        if size != m.shape:
-            m = F.interpolate(torch.from_numpy(np.ascontiguousarray(m))[None, None], size=size, mode="bilinear",
-                              align_corners=False)[0, 0].numpy()
-        out.append(np.ascontiguousarray(m, dtype=np.float32))
-    return out
+    return [resize_map(m, image.shape[:2]) for m, image in zip(square, images)]

@@ -5,22 +5,24 @@ which every SLIC superpixel's bounding box is cut out, resized to a square and t
 of the input size; a score map computed on that tiled image is mapped back superpixel by
 superpixel. The paper leaves the details open; the choices made here:
 
-* **Where SLIC runs.** On the square network input (the image already resized to
-  ``size × size``), so ``region_size`` is in network-input pixels whatever the original size.
+* **Where SLIC runs.** On whatever image it is given: Sp-CFA gives it the image at its own
+  resolution by default, or the network input (``superpixels_at``, see :mod:`detectors.sp_cfa`);
+  ``region_size`` is in pixels of that image. The image need not be square.
 * **SLIC.** ``cv2.ximgproc.createSuperpixelSLIC`` with ``algorithm=SLIC`` (plain SLIC, which
   honours ``ruler``), on the image converted to CIELAB (the OpenCV documentation's advice for
   colour images), ``iterate(iterations)``, then ``enforceLabelConnectivity(min_element_size)`` so
   every superpixel is one 4-connected region.
 * **Order.** Superpixels are numbered by the raster position (row-major) of their first pixel,
-  i.e. sorted by ``min(y * size + x)`` over their pixels; this depends only on the label image,
-  not on OpenCV's label numbering. Superpixel ``k`` goes to grid cell ``(k // grid, k % grid)``.
-* **Grid.** ``grid = max(round(size / region_size), ceil(sqrt(n)))`` cells per side, square cells
-  of ``cell = size // grid`` pixels, placed from the top-left corner. The first term is the
-  number of SLIC seeds per side (OpenCV uses ``int(0.5 + size / region_size)`` strips), so the
-  cell side is about ``region_size``. **More superpixels than cells** (connectivity enforcement
-  can split a seed's region into several superpixels) makes the grid grow to the smallest square
-  that holds them all: cells get smaller, no superpixel is ever dropped. Cells without a
-  superpixel, and the strip of ``size - grid * cell`` pixels right and below the grid, are zero.
+  i.e. sorted by ``min(y * width + x)`` over their pixels; this depends only on the label image,
+  not on OpenCV's label numbering. Superpixel ``k`` goes to grid cell ``(k // cols, k % cols)``.
+* **Grid.** ``rows × cols`` cells of ``cell_h × cell_w = (height // rows) × (width // cols)``
+  pixels, placed from the top-left corner, with ``rows = round(height / region_size)`` and
+  ``cols = round(width / region_size)`` (at least 1): the number of SLIC seeds along each side
+  (OpenCV uses ``int(0.5 + side / region_size)`` strips), so a cell is about ``region_size``
+  wide. **More superpixels than cells** (connectivity enforcement can split a seed's region into
+  several superpixels) grows both counts by the same factor until they hold them all: cells get
+  smaller, no superpixel is ever dropped. Cells without a superpixel, and the strips
+  right and below the grid, are zero.
 * **Resampling.** Bounding box to cell: bicubic (``cv2.INTER_CUBIC``), as in the paper. Cell back
   to bounding box: bilinear (``cv2.INTER_LINEAR``), so an untiled score never leaves the range of
   its cell (no bicubic overshoot at the cell borders). Each superpixel's resized box is written
@@ -38,21 +40,24 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Tiling:
-    """How one ``size × size`` image maps to its superpixel tiling.
+    """How one ``height × width`` image maps to its superpixel tiling.
 
     ``labels[y, x]`` is the index (tiling order, ``0..n-1``) of the superpixel holding pixel
     ``(y, x)``; ``boxes[k] = (y0, x0, y1, x1)`` is superpixel ``k``'s bounding box (end
-    exclusive); the tiled image holds ``grid × grid`` square cells of ``cell`` pixels.
+    exclusive); the tiled image (same size) holds ``rows × cols`` cells of ``cell_h × cell_w``
+    pixels.
     """
 
     labels: np.ndarray
     boxes: np.ndarray
-    grid: int
-    cell: int
+    rows: int
+    cols: int
+    cell_h: int
+    cell_w: int
 
     @property
-    def size(self) -> int:
-        return self.labels.shape[0]
+    def shape(self) -> tuple[int, int]:
+        return self.labels.shape
 
     @property
     def n_superpixels(self) -> int:
@@ -60,41 +65,44 @@ class Tiling:
 
     def cell_origin(self, k: int) -> tuple[int, int]:
         """Top-left pixel (row, column) of superpixel ``k``'s cell in the tiled image."""
-        return (k // self.grid) * self.cell, (k % self.grid) * self.cell
+        return (k // self.cols) * self.cell_h, (k % self.cols) * self.cell_w
 
     @classmethod
     def from_labels(cls, labels: np.ndarray, region_size: int) -> "Tiling":
-        """The tiling of a square label image (any integer labels, each label one superpixel)."""
+        """The tiling of a label image (any integer labels, each label one superpixel)."""
         labels = np.asarray(labels)
-        if labels.ndim != 2 or labels.shape[0] != labels.shape[1]:
-            raise ValueError(f"superpixel labels must be a square 2-D array, got shape {labels.shape}")
+        if labels.ndim != 2 or labels.size == 0:
+            raise ValueError(f"superpixel labels must be a non-empty 2-D array, got shape {labels.shape}")
         if region_size < 1:
             raise ValueError(f"region_size must be >= 1, got {region_size}")
-        size = labels.shape[0]
+        h, w = labels.shape
         values, first, ordered = np.unique(labels.ravel(), return_index=True, return_inverse=True)
         rank = np.empty(len(values), dtype=np.int64)
         rank[np.argsort(first, kind="stable")] = np.arange(len(values))
-        ordered = rank[ordered].reshape(size, size).astype(np.int32)
+        ordered = rank[ordered].reshape(h, w).astype(np.int32)
         n = len(values)
-        rows, cols = np.indices((size, size))
+        ys, xs = np.indices((h, w))
         flat = ordered.ravel()
-        boxes = np.stack([
-            np.full(n, size).astype(np.int64), np.full(n, size).astype(np.int64),
-            np.zeros(n, np.int64), np.zeros(n, np.int64)], axis=1)
-        np.minimum.at(boxes[:, 0], flat, rows.ravel())
-        np.minimum.at(boxes[:, 1], flat, cols.ravel())
-        np.maximum.at(boxes[:, 2], flat, rows.ravel() + 1)
-        np.maximum.at(boxes[:, 3], flat, cols.ravel() + 1)
-        grid = grid_side(n, size, region_size)
-        return cls(ordered, boxes, grid, size // grid)
+        boxes = np.stack([np.full(n, h, np.int64), np.full(n, w, np.int64),
+                          np.zeros(n, np.int64), np.zeros(n, np.int64)], axis=1)
+        np.minimum.at(boxes[:, 0], flat, ys.ravel())
+        np.minimum.at(boxes[:, 1], flat, xs.ravel())
+        np.maximum.at(boxes[:, 2], flat, ys.ravel() + 1)
+        np.maximum.at(boxes[:, 3], flat, xs.ravel() + 1)
+        rows, cols = grid_shape(n, h, w, region_size)
+        return cls(ordered, boxes, rows, cols, h // rows, w // cols)
 
 
-def grid_side(n_superpixels: int, size: int, region_size: int) -> int:
-    """Cells per side: the SLIC seed count per side, grown to hold ``n_superpixels`` if needed."""
-    grid = max(int(0.5 + size / region_size), math.ceil(math.sqrt(n_superpixels)), 1)
-    if grid > size:
-        raise ValueError(f"{n_superpixels} superpixels do not fit a {size}x{size} image one pixel each")
-    return grid
+def grid_shape(n_superpixels: int, height: int, width: int, region_size: int) -> tuple[int, int]:
+    """``(rows, cols)`` of cells: the SLIC seed counts along each side, both multiplied by
+    ``sqrt(n_superpixels / (rows · cols))`` and rounded up when ``n_superpixels`` do not fit."""
+    rows, cols = max(int(0.5 + height / region_size), 1), max(int(0.5 + width / region_size), 1)
+    if rows * cols < n_superpixels:
+        factor = math.sqrt(n_superpixels / (rows * cols))
+        rows, cols = math.ceil(rows * factor), math.ceil(cols * factor)
+    if rows > height or cols > width:
+        raise ValueError(f"{n_superpixels} superpixels do not fit a {height}x{width} image one pixel each")
+    return rows, cols
 
 
 def slic_labels(image: np.ndarray, region_size: int, *, ruler: float = 10.0, iterations: int = 10,
@@ -111,39 +119,36 @@ def slic_labels(image: np.ndarray, region_size: int, *, ruler: float = 10.0, ite
 
 
 def make_tiling(image: np.ndarray, region_size: int, **slic_options) -> Tiling:
-    """SLIC on a square ``uint8`` RGB image, then its :class:`Tiling` (see the module docstring)."""
-    if image.shape[0] != image.shape[1]:
-        raise ValueError(f"superpixel tiling works on square images, got {image.shape[:2]}; "
-                         "resize to the network resolution first")
+    """SLIC on a ``uint8`` RGB image, then its :class:`Tiling` (see the module docstring)."""
     return Tiling.from_labels(slic_labels(image, region_size, **slic_options), region_size)
 
 
 def tile(image: np.ndarray, tiling: Tiling) -> np.ndarray:
     """The tiled image: superpixel ``k``'s bounding box resized bicubically into cell ``k``.
 
-    ``image`` is ``size × size`` or ``size × size × C`` of any dtype OpenCV resizes; the result
+    ``image`` is ``H × W`` or ``H × W × C`` (the tiling's size) of any dtype OpenCV resizes; the result
     has the same shape and dtype, zero outside the used cells.
     """
     _check_shape(image, tiling)
     out = np.zeros_like(image)
-    c = tiling.cell
+    ch, cw = tiling.cell_h, tiling.cell_w
     for k, (y0, x0, y1, x1) in enumerate(tiling.boxes):
         oy, ox = tiling.cell_origin(k)
-        out[oy:oy + c, ox:ox + c] = cv2.resize(image[y0:y1, x0:x1], (c, c), interpolation=cv2.INTER_CUBIC)
+        out[oy:oy + ch, ox:ox + cw] = cv2.resize(image[y0:y1, x0:x1], (cw, ch), interpolation=cv2.INTER_CUBIC)
     return out
 
 
 def untile(tiled: np.ndarray, tiling: Tiling) -> np.ndarray:
     """The inverse of :func:`tile`: cell ``k`` resized bilinearly to superpixel ``k``'s bounding
-    box and written on superpixel ``k``'s pixels only. ``tiled`` is ``size × size`` (a score map)
-    or ``size × size × C``; the result is ``float32`` of the same shape."""
+    box and written on superpixel ``k``'s pixels only. ``tiled`` is ``H × W`` (a score map)
+    or ``H × W × C``; the result is ``float32`` of the same shape."""
     _check_shape(tiled, tiling)
     tiled = np.ascontiguousarray(tiled, dtype=np.float32)
     out = np.zeros_like(tiled)
-    c = tiling.cell
+    ch, cw = tiling.cell_h, tiling.cell_w
     for k, (y0, x0, y1, x1) in enumerate(tiling.boxes):
         oy, ox = tiling.cell_origin(k)
-        patch = cv2.resize(tiled[oy:oy + c, ox:ox + c], (int(x1 - x0), int(y1 - y0)),
+        patch = cv2.resize(tiled[oy:oy + ch, ox:ox + cw], (int(x1 - x0), int(y1 - y0)),
                            interpolation=cv2.INTER_LINEAR)
         inside = tiling.labels[y0:y1, x0:x1] == k
         out[y0:y1, x0:x1][inside] = patch.reshape(inside.shape + tiled.shape[2:])[inside]

@@ -171,3 +171,41 @@ def test_an_anomaly_scores_higher_than_normal_texture():
     inside = np.zeros((48, 48), bool)
     inside[18:30, 18:30] = True
     assert m[inside].mean() > m[~inside].mean()
+
+
+def test_descriptor_without_coordinates_is_translation_invariant():
+    torch.manual_seed(0)
+    plain = CoordConvDescriptor(5, 3, coords=False)
+    assert plain.conv.in_channels == 5
+    x = torch.randn(1, 5, 6, 7)
+    shifted = torch.roll(x, shifts=(2, 3), dims=(2, 3))
+    assert torch.allclose(torch.roll(plain(x), shifts=(2, 3), dims=(2, 3)), plain(shifted))
+    with_coords = CoordConvDescriptor(5, 3)
+    with_coords.conv.weight.data[:, :5] = plain.conv.weight.data[:, :, :, :]
+    with_coords.conv.bias.data[:] = plain.conv.bias.data
+    rows = torch.linspace(-1, 1, 6)[:, None].expand(6, 7)
+    cols = torch.linspace(-1, 1, 7)[None, :].expand(6, 7)
+    expected = plain(x) + torch.einsum("o,hw->ohw", with_coords.conv.weight[:, 5, 0, 0], rows) \
+        + torch.einsum("o,hw->ohw", with_coords.conv.weight[:, 6, 0, 0], cols)
+    assert torch.allclose(with_coords(x), expected, atol=1e-6)
+
+
+def test_patch_bank_finds_the_patch_types_wherever_they_occur():
+    # features made of 4 distinct vectors scattered at random positions of each image: a
+    # position-free bank of 4 centres recovers exactly their descriptor outputs
+    rng = np.random.default_rng(0)
+    types = rng.normal(size=(4, 6)).astype(np.float32) * 5
+    which = rng.integers(0, 4, size=(10, 4, 4))
+    features = torch.from_numpy(types[which]).permute(0, 3, 1, 2).contiguous()
+    head = CFAHead(6, seed=1, coordconv=False, K=1, J=1)
+    head.init_bank(features, gamma_c=4, bank="patches", bank_sample=120, seed=0)
+    expected = head.descriptor(torch.from_numpy(types)[:, :, None, None])[:, :, 0, 0]
+    assert head.bank.shape == (4, 6)
+    found = squared_distances(expected[None, :, :, None].permute(0, 2, 1, 3), head.bank)[0]
+    assert torch.allclose(found.min(dim=1).values, torch.zeros(4), atol=1e-3)
+    # the per-position bank mixes the types instead
+    positions = CFAHead(6, seed=1, coordconv=False, K=1, J=1)
+    positions.init_bank(features, gamma_c=4)
+    assert squared_distances(expected[None, :, :, None].permute(0, 2, 1, 3), positions.bank)[0].min(1).values.max() > 1
+    with pytest.raises(ValueError, match="bank="):
+        head.init_bank(features, bank="nearest")

@@ -6,13 +6,17 @@ from click.testing import CliRunner
 from sklearn.metrics import average_precision_score
 
 from detectors.cfa import CFA
-from detectors.sp_cfa import TABLE2, SpCFA, fuse
-from detectors.tuning import TuningRun, ValidationSplit, paste_anomalies, simplex_grid
+from detectors.sp_cfa import TABLE2, SpCFA
+from detectors.pseudo_anomalies import synthesize
+from detectors.tuning import TuningRun, ValidationSplit
+from detectors.validation import fuse, hold_out, simplex_grid
 from pixeval import ParamError, get_detector, load_detector
 from pixeval.cli import main
 from pixeval.testing import check_detector
 
-SMALL = dict(backbone="tiny", resolution=48, epochs=2, gamma_c=2, rs_s=8, rs_b=16, seed=3)
+SMALL = dict(backbone="tiny", resolution=48, epochs=2, gamma_c=2, rs_s=8, rs_b=16, seed=3, a1=1 / 3, a2=1 / 3, a3=1 / 3)
+#: Fusion weights left unset: chosen at fit on held-out images.
+CHOOSING = {k: v for k, v in SMALL.items() if k not in ("a1", "a2", "a3")}
 
 
 def _images(n=6, seed=0, size=40):
@@ -35,7 +39,7 @@ def fitted():
 def test_image_branch_is_cfa_and_branches_train_as_if_alone(fitted):
     images, sp = fitted
     assert list(sp.branches) == ["org", "rs8", "rs16"] and get_detector("sp_cfa") is SpCFA
-    cfa = CFA(**{k: v for k, v in SMALL.items() if k not in ("rs_s", "rs_b")}).fit(images)
+    cfa = CFA(**{k: v for k, v in CHOOSING.items() if k not in ("rs_s", "rs_b")}).fit(images)
     for a, b in zip(cfa.head.state_dict().values(), sp.branches["org"].head.state_dict().values()):
         assert np.allclose(a.numpy(), b.numpy(), atol=1e-6)
     alone = SpCFA(**SMALL).fit_branches(images, [8], [1.0])["rs8"]
@@ -47,7 +51,9 @@ def test_image_branch_is_cfa_and_branches_train_as_if_alone(fitted):
 def test_branch_maps_are_standardised_on_the_training_images(fitted):
     images, sp = fitted
     for name, maps in sp.branch_maps(images).items():
-        assert abs(maps.mean()) < 1e-4 and abs(maps.std() - 1) < 1e-3, name
+        pixels = np.concatenate([m.ravel() for m in maps])
+        assert [m.shape for m in maps] == [(40, 40)] * 6
+        assert abs(pixels.mean()) < 1e-4 and abs(pixels.std() - 1) < 1e-3, name
 
 
 @pytest.mark.slow
@@ -57,8 +63,9 @@ def test_prediction_is_the_weighted_sum_of_branch_maps_at_image_size(fitted, tmp
     pred = sp.predict(test)
     assert [m.shape for m in pred.maps] == [(48, 48), (48, 48), (30, 30)]
     branch = sp.branch_maps(test)
-    expected = sum(w * branch[n] for n, w in zip(["org", "rs8", "rs16"], [1 / 3] * 3))
-    assert np.allclose(pred.maps[:2], expected[:2], atol=1e-5)
+    for i in range(3):
+        expected = sum(w * branch[n][i] for n, w in zip(["org", "rs8", "rs16"], [1 / 3] * 3))
+        assert np.allclose(pred.maps[i], expected, atol=1e-5)
     assert np.allclose(pred.image_scores, [m.max() for m in pred.maps])
     sp.save(tmp_path / "sp")
     again = load_detector(tmp_path / "sp").predict(test)
@@ -68,6 +75,26 @@ def test_prediction_is_the_weighted_sum_of_branch_maps_at_image_size(fitted, tmp
 @pytest.mark.slow
 def test_keeps_the_detector_contract():
     check_detector(SpCFA, **SMALL)
+    check_detector(SpCFA, **CHOOSING)  # the default: weights chosen at fit
+
+
+@pytest.mark.slow
+def test_unset_fusion_weights_are_chosen_on_held_out_images_by_sklearn_average_precision(tmp_path):
+    images = _images(10)
+    sp = SpCFA(**CHOOSING, weight_step=0.25).fit(images)
+    split = hold_out(images, 0.2, seed=3)
+    reference = SpCFA(**SMALL)
+    reference.branches = reference.fit_branches(split.fit_images, [None, 8, 16], [1.0, 1.0, 1.0])
+    maps = reference.branch_maps(split.images)
+    labels = np.concatenate([m.ravel() for m in split.masks])
+    flat = {n: np.concatenate([m.ravel() for m in v]) for n, v in maps.items()}
+    best = max(simplex_grid(0.25), key=lambda w: average_precision_score(
+        labels, fuse(flat, dict(zip(["org", "rs8", "rs16"], w)))))
+    assert tuple(sp.fusion_weights().values()) == best
+    sp.save(tmp_path / "sp")
+    assert load_detector(tmp_path / "sp").fusion_weights() == sp.fusion_weights()
+    with pytest.raises(RuntimeError, match="not fitted"):
+        SpCFA(**CHOOSING).fusion_weights()
 
 
 def test_table2_presets_and_parameter_checks():
@@ -80,6 +107,9 @@ def test_table2_presets_and_parameter_checks():
         SpCFA(rs_s=10, rs_b=10)
     with pytest.raises(ParamError, match="all 0"):
         SpCFA(a1=0, a2=0, a3=0.5, rs_b=None)
+    with pytest.raises(ParamError, match="weight_step"):
+        SpCFA(weight_step=0.3)
+    assert SpCFA(a1=1).fusion_weights() == {"org": 1, "rs40": 0.0, "rs80": 0.0}
 
 
 def test_simplex_grid():
@@ -91,21 +121,44 @@ def test_simplex_grid():
         simplex_grid(0.3)
 
 
-def test_pasted_anomalies_change_only_their_mask_and_are_reproducible():
-    images = _images(3, size=64)
-    pasted, masks = paste_anomalies(images, seed=1)
-    for before, after, mask in zip(images, pasted, masks):
-        assert 0 < mask.mean() < 0.2
-        assert np.array_equal(before[~mask], after[~mask]) and not np.array_equal(before[mask], after[mask])
-    again, masks2 = paste_anomalies(images, seed=1)
-    assert all(np.array_equal(a, b) for a, b in zip(pasted, again))
-    assert all(np.array_equal(a, b) for a, b in zip(masks, masks2))
+@pytest.mark.parametrize("at", ["image", "network"])
+def test_superpixel_branch_maps_follow_the_tiling_at_the_chosen_size(at):
+    """With sp_sigma = 0, a superpixel branch's map is constant on no superpixel in general, but
+    its untiled values come from the superpixel's own cell: check the sizes and that cutting at
+    the image's size uses the image's own pixels (tilings have the image's shape)."""
+    sp = SpCFA(**{**SMALL, "superpixels_at": at, "sp_sigma": 0.0, "resolution": 48})
+    images = _images(2, size=64)
+    mosaics, tilings = sp.tilings(images, 8)
+    assert [t.shape for t in tilings] == ([(64, 64)] * 2 if at == "image" else [(48, 48)] * 2)
+    assert [m.shape for m in mosaics] == [t.shape + (3,) for t in tilings]
+
+
+def test_presets_set_the_superpixel_construction_and_explicit_values_win():
+    assert (SpCFA(preset="paper").params.superpixels_at, SpCFA(preset="paper").params.sp_bank) == \
+        ("network", "positions")
+    quick = SpCFA().params
+    assert quick.superpixels_at in ("image", "network") and quick.epochs == 4
+    assert SpCFA(preset="paper", superpixels_at="image").params.superpixels_at == "image"
+    with pytest.raises(ParamError):
+        SpCFA(sp_bank="nearest")
+
+
+@pytest.mark.slow
+def test_patch_bank_and_no_coordconv_keep_the_contract_and_round_trip(tmp_path):
+    params = {**SMALL, "sp_bank": "patches", "sp_coordconv": False, "bank_sample": 500}
+    images = _images(4)
+    sp = SpCFA(**params).fit(images)
+    assert not sp.branches["rs8"].head.descriptor.coords and sp.branches["org"].head.descriptor.coords
+    pred = sp.predict(images[:2])
+    sp.save(tmp_path / "sp")
+    again = load_detector(tmp_path / "sp").predict(images[:2])
+    assert all(np.array_equal(a, b) for a, b in zip(pred.maps, again.maps))
 
 
 @pytest.mark.slow
 def test_tuning_picks_the_best_candidate_by_sklearn_average_precision():
     images = _images(8, size=48)
-    val, masks = paste_anomalies(images[:3], seed=2)
+    val, masks = synthesize(images[:3], "pasted", seed=2)
     run = TuningRun(SMALL, ValidationSplit(images[3:], val, masks, "test"), [8], [None, 16])
     result = run.best("aupr", step=0.25)
     labels = np.concatenate([m.ravel() for m in masks])

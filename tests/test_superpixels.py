@@ -1,13 +1,12 @@
 """Superpixel tiling (detectors.superpixels): coverage, order, inverse, overflow."""
 
-import math
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detectors.superpixels import Tiling, grid_side, make_tiling, slic_labels, tile, untile
+from detectors.superpixels import Tiling, grid_shape, make_tiling, slic_labels, tile, untile
 
 
 def _texture(size=64, seed=0):
@@ -54,7 +53,7 @@ def test_every_pixel_gets_exactly_its_own_superpixels_value(seed, n_seeds, regio
     cell_ids = np.zeros((48, 48), np.float32)
     for k in range(t.n_superpixels):
         oy, ox = t.cell_origin(k)
-        cell_ids[oy:oy + t.cell, ox:ox + t.cell] = k
+        cell_ids[oy:oy + t.cell_h, ox:ox + t.cell_w] = k
     assert np.array_equal(untile(cell_ids, t), t.labels.astype(np.float32))
     # boxes are the exact bounding boxes
     for k, (y0, x0, y1, x1) in enumerate(t.boxes):
@@ -69,23 +68,25 @@ def test_cells_do_not_overlap_and_unused_cells_are_zero():
     used = np.zeros((64, 64), bool)
     for k in range(t.n_superpixels):
         oy, ox = t.cell_origin(k)
-        assert not used[oy:oy + t.cell, ox:ox + t.cell].any()
-        used[oy:oy + t.cell, ox:ox + t.cell] = True
+        assert not used[oy:oy + t.cell_h, ox:ox + t.cell_w].any()
+        used[oy:oy + t.cell_h, ox:ox + t.cell_w] = True
     assert not tiled[~used].any()
-    assert t.grid * t.cell <= 64
+    assert t.rows * t.cell_h <= 64 and t.cols * t.cell_w <= 64
 
 
 def test_more_superpixels_than_seed_cells_grows_the_grid():
     # 4x4-pixel blocks on 64x64 = 256 superpixels, region size 32 -> 2x2 seeds; grid must hold 256
     labels = (np.arange(64)[:, None] // 4) * 16 + np.arange(64)[None, :] // 4
     t = Tiling.from_labels(labels, region_size=32)
-    assert t.n_superpixels == 256 and t.grid == 16 and t.cell == 4
+    assert t.n_superpixels == 256 and (t.rows, t.cols, t.cell_h, t.cell_w) == (16, 16, 4, 4)
     # here every box equals its cell, so tiling is a pure permutation and untiling is exact
     image = _texture(64)
     assert np.array_equal(untile(tile(image, t), t), image.astype(np.float32))
-    assert grid_side(5, 64, 32) == 3 and grid_side(3, 64, 32) == 2 and grid_side(1, 64, 100) == 1
+    assert grid_shape(5, 64, 64, 32) == (3, 3) and grid_shape(3, 64, 64, 32) == (2, 2)
+    assert grid_shape(1, 64, 64, 100) == (1, 1) and grid_shape(2, 32, 64, 32) == (1, 2)
+    assert grid_shape(9, 32, 64, 32) == (3, 5)  # (1, 2) grown by sqrt(4.5), rounded up
     with pytest.raises(ValueError, match="do not fit"):
-        grid_side(65 * 65, 64, 10)
+        grid_shape(65 * 65, 64, 64, 10)
 
 
 def test_tiling_then_untiling_reproduces_a_smooth_image():
@@ -112,17 +113,29 @@ def test_untiled_values_stay_within_their_cell():
     out = untile(tiled, t)
     for k in range(t.n_superpixels):
         oy, ox = t.cell_origin(k)
-        cell = tiled[oy:oy + t.cell, ox:ox + t.cell]
+        cell = tiled[oy:oy + t.cell_h, ox:ox + t.cell_w]
         vals = out[t.labels == k]
         assert vals.min() >= cell.min() - 1e-6 and vals.max() <= cell.max() + 1e-6
 
 
 def test_bad_inputs_are_named():
-    with pytest.raises(ValueError, match="square"):
-        make_tiling(np.zeros((10, 12, 3), np.uint8), 4)
+    with pytest.raises(ValueError, match="2-D"):
+        Tiling.from_labels(np.zeros((3, 4, 2), int), 4)
     with pytest.raises(ValueError, match="uint8"):
         slic_labels(np.zeros((10, 10), np.float32), 4)
     t = Tiling.from_labels(np.zeros((8, 8), int), 4)
     with pytest.raises(ValueError, match="does not match"):
         tile(np.zeros((9, 9)), t)
-    assert t.n_superpixels == 1 and math.isclose(t.cell, 4)
+    assert t.n_superpixels == 1 and (t.rows, t.cell_h, t.cell_w) == (2, 4, 4)
+
+
+def test_rectangular_images_tile_and_untile_exactly():
+    image = _texture(96)[:40]  # 40 x 96
+    t = make_tiling(image, region_size=10)
+    assert t.shape == (40, 96) and t.rows * t.cols >= t.n_superpixels
+    cell_ids = np.zeros(t.shape, np.float32)
+    for k in range(t.n_superpixels):
+        oy, ox = t.cell_origin(k)
+        cell_ids[oy:oy + t.cell_h, ox:ox + t.cell_w] = k
+    assert np.array_equal(untile(cell_ids, t), t.labels.astype(np.float32))
+    assert tile(image, t).shape == image.shape

@@ -20,6 +20,7 @@ from pixeval.data.synthetic import (
     GENERATOR_VERSION,
     MARKER,
     SYNTHETIC_TEXTURES,
+    VERSIONS,
     default_root,
     ensure_synthetic_textures,
     generate_category,
@@ -27,7 +28,8 @@ from pixeval.data.synthetic import (
 )
 
 INFO = SYNTHETIC_TEXTURES
-SIDE = INFO.image_size
+V1 = VERSIONS[1]
+SIDE = V1.image_size  # the crops of v1 and the defect painter tests
 
 
 @pytest.fixture(scope="module")
@@ -67,12 +69,12 @@ def test_layout_counts_and_masks_follow_mvtec_ad(dataset):
             assert [p.name for p in images] == [f"{i:03d}.png" for i in range(count)]
             for path in images:
                 image = np.asarray(Image.open(path))
-                assert image.shape == (SIDE, SIDE, 3) and image.dtype == np.uint8
+                assert image.shape == (INFO.image_size, INFO.image_size, 3) and image.dtype == np.uint8
                 if defect == "good":
                     continue
                 mask_path = base / "ground_truth" / defect / f"{path.stem}_mask.png"
                 mask = np.asarray(Image.open(mask_path))
-                assert mask.shape == (SIDE, SIDE) and mask.dtype == np.uint8
+                assert mask.shape == (INFO.image_size, INFO.image_size) and mask.dtype == np.uint8
                 assert set(np.unique(mask)) == {0, 255}, f"{path}: mask must be 0/255 and non-empty"
         masks = sorted(p.name for p in (base / "ground_truth").rglob("*.png"))
         assert len(masks) == INFO.n_test_per_defect * len(DEFECT_TYPES)
@@ -141,8 +143,8 @@ def _locate(crop: np.ndarray, photo: np.ndarray, windows: dict[bytes, list[tuple
     return found
 
 
-@pytest.mark.parametrize("category", INFO.categories)
-def test_train_and_test_crops_come_from_disjoint_rows_of_the_photograph(category):
+@pytest.mark.parametrize("category", V1.categories)
+def test_v1_train_and_test_crops_come_from_disjoint_rows_of_the_photograph(category):
     photo = _photo_grey(category)
     split_row = round(0.6 * photo.shape[0])
     windows: dict[bytes, list[tuple[int, int]]] = {}
@@ -150,7 +152,7 @@ def test_train_and_test_crops_come_from_disjoint_rows_of_the_photograph(category
         for x in range(photo.shape[1] - SIDE + 1):
             windows.setdefault(photo[y, x:x + SIDE].tobytes(), []).append((y, x))
     turns = set()
-    for split, _, _, _, clean in generate_category(category):
+    for split, _, _, _, clean in generate_category(category, version=1):
         grey = clean[..., 0]
         assert (clean == grey[..., None]).all(), "clean crops are grey photographs in RGB"
         places = _locate(grey, photo, windows)
@@ -166,9 +168,48 @@ def test_train_and_test_crops_come_from_disjoint_rows_of_the_photograph(category
     assert turns == ({0, 1} if category in ("gravel", "grass") else {0})
 
 
+def _blocks_by_half(photo: np.ndarray, side: int) -> dict[bytes, set[str]]:
+    """Every ``side × side`` window of the photograph's left and right halves -> halves it is in."""
+    half = photo.shape[1] // 2
+    found: dict[bytes, set[str]] = {}
+    for name, part in (("left", photo[:, :half]), ("right", photo[:, half:])):
+        windows = np.lib.stride_tricks.sliding_window_view(part, (side, side))
+        for row in windows:
+            for window in row:
+                found.setdefault(window.tobytes(), set()).add(name)
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("category", INFO.categories)
+def test_v2_train_images_come_from_the_left_half_and_test_images_from_the_right(category):
+    """Quilted images are made of blocks copied from one half of the photograph (turned and
+    flipped as a whole): 8×8 blocks of a train image are found in the left half and never in the
+    right one, and the reverse for test images (blocks across a seam are found nowhere)."""
+    photo = _photo_grey(category)
+    lookup = _blocks_by_half(photo, 8)
+    images = list(generate_category(category))
+    picked = [im for im in images if im[0] == "train"][:3] + [im for im in images if im[0] == "test"][:3]
+    for split, _, _, _, clean in picked:
+        assert clean.shape == (INFO.image_size, INFO.image_size, 3)
+        grey = clean[..., 0]
+        halves = {"left": 0, "right": 0}
+        for k in range(4):
+            for flipped in (False, True):
+                view = np.rot90(grey, -k)
+                view = view[:, ::-1] if flipped else view
+                for y in range(0, view.shape[0] - 8, 24):
+                    for x in range(0, view.shape[1] - 8, 24):
+                        for half in lookup.get(np.ascontiguousarray(view[y:y + 8, x:x + 8]).tobytes(), ()):
+                            halves[half] += 1
+        own, other = ("left", "right") if split == "train" else ("right", "left")
+        assert halves[own] > 100 and halves[other] == 0, (split, halves)
+
+
 # --- defects -------------------------------------------------------------------------------------
 
 def _clean_crops(n: int):
+    """v1-sized crops (128 px, where pixel lengths of the painters are as written) with donors."""
     photos = [np.repeat(_photo_grey(c)[..., None], 3, axis=2) for c in INFO.categories]
     rng = np.random.default_rng(123)
     for i in range(n):
@@ -258,31 +299,33 @@ def _counting_writes(monkeypatch) -> list[Path]:
     calls: list[Path] = []
     original = synthetic.write_dataset
 
-    def counted(dest: Path) -> None:
+    def counted(dest: Path, version: int) -> None:
         calls.append(dest)
-        original(dest)
+        original(dest, version)
 
     monkeypatch.setattr(synthetic, "write_dataset", counted)
     return calls
 
 
+# The caching tests generate the small v1 (1 s); the mechanism is the same for every version.
 def test_cached_dataset_is_reused_and_force_or_a_new_version_regenerates(monkeypatch, tmp_path):
     monkeypatch.setenv("PIXEVAL_DATA", str(tmp_path))
     writes = _counting_writes(monkeypatch)
-    root = ensure_synthetic_textures()
-    assert root == tmp_path / "synthetic-textures" and is_current(root) and len(writes) == 1
-    assert ensure_synthetic_textures() == root and len(writes) == 1
+    root = ensure_synthetic_textures(version=1)
+    assert root == tmp_path / "synthetic-textures-v1" and is_current(root, 1) and len(writes) == 1
+    assert ensure_synthetic_textures(version=1) == root and len(writes) == 1
     before = _files(root)
-    assert ensure_synthetic_textures(force=True) == root and len(writes) == 2
+    assert ensure_synthetic_textures(force=True, version=1) == root and len(writes) == 2
     assert _files(root) == before
 
     marker = root / MARKER
-    older = {**json.loads(marker.read_text()), "version": GENERATOR_VERSION - 1}
+    older = {**json.loads(marker.read_text()), "version": 0}
     marker.write_text(json.dumps(older))
-    assert not is_current(root)
-    ensure_synthetic_textures()
-    assert len(writes) == 3 and is_current(root) and _files(root) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["synthetic-textures"], "no leftovers"
+    assert not is_current(root, 1)
+    ensure_synthetic_textures(version=1)
+    assert len(writes) == 3 and is_current(root, 1) and _files(root) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["synthetic-textures-v1"], "no leftovers"
+    assert default_root(GENERATOR_VERSION) == tmp_path / "synthetic-textures"
 
 
 def test_failed_generation_leaves_no_dataset_and_keeps_an_old_one(monkeypatch, tmp_path):
@@ -297,18 +340,18 @@ def test_failed_generation_leaves_no_dataset_and_keeps_an_old_one(monkeypatch, t
     monkeypatch.setattr(synthetic, "paint_defect", failing)
     root = tmp_path / "synthetic-textures"
     with pytest.raises(RuntimeError, match="simulated"):
-        ensure_synthetic_textures(root)
+        ensure_synthetic_textures(root, version=1)
     assert list(tmp_path.iterdir()) == [], "neither a partial dataset nor a staging folder"
 
     monkeypatch.setattr(synthetic, "paint_defect", paint_defect)
-    ensure_synthetic_textures(root)
+    ensure_synthetic_textures(root, version=1)
     marker = root / MARKER
-    stale = {**json.loads(marker.read_text()), "version": GENERATOR_VERSION - 1}
+    stale = {**json.loads(marker.read_text()), "version": 0}
     marker.write_text(json.dumps(stale))
     calls["n"] = 0
     monkeypatch.setattr(synthetic, "paint_defect", failing)
     with pytest.raises(RuntimeError, match="simulated"):
-        ensure_synthetic_textures(root)
+        ensure_synthetic_textures(root, version=1)
     assert json.loads(marker.read_text()) == stale, "the old dataset stays in place, untouched"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["synthetic-textures"]
 
@@ -327,14 +370,14 @@ def dying(*args, **kwargs):
         os._exit(9)
     return real(*args, **kwargs)
 synthetic.paint_defect = dying
-synthetic.ensure_synthetic_textures({str(root)!r})
+synthetic.ensure_synthetic_textures({str(root)!r}, version=1)
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 9, result.stderr
-    assert not root.exists() and not is_current(root)
+    assert not root.exists() and not is_current(root, 1)
     leftovers = [p.name for p in tmp_path.iterdir()]
     assert len(leftovers) == 1 and leftovers[0].startswith(".synthetic-textures.tmp-")
-    assert ensure_synthetic_textures(root) == root and is_current(root)
+    assert ensure_synthetic_textures(root, version=1) == root and is_current(root, 1)
 
 
 def test_a_foreign_folder_is_never_overwritten(tmp_path):
@@ -346,4 +389,19 @@ def test_a_foreign_folder_is_never_overwritten(tmp_path):
     assert [p.name for p in root.iterdir()] == ["thesis.tex"]
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert is_current(ensure_synthetic_textures(empty))
+    assert is_current(ensure_synthetic_textures(empty, version=1), 1)
+
+
+def test_v1_stays_reachable_by_name_and_byte_identical(monkeypatch, tmp_path):
+    """synthetic-textures-v1 opens the first version, whose files are those it always had (the
+    marker's digest of every file, recorded when v1 was the default)."""
+    from pixeval.data import open_dataset
+
+    monkeypatch.setenv("PIXEVAL_DATA", str(tmp_path))
+    dataset = open_dataset("synthetic-textures-v1")
+    marker = json.loads((dataset.root / MARKER).read_text())
+    assert dataset.name == "synthetic-textures-v1" and dataset.root == tmp_path / "synthetic-textures-v1"
+    assert marker == {"name": "synthetic-textures-v1", "version": 1, "files": 375,
+                      "sha256": "2347fadc7e1b15c1986fa581f8d890d1f2bb697f911d87aaafcf430df759a151"}
+    with pytest.raises(ValueError, match="no synthetic-textures generator version 7"):
+        ensure_synthetic_textures(tmp_path / "x", version=7)

@@ -67,10 +67,11 @@ class CFA(BackboneDetector):
     """
 
     Params = CFAParams
+    PRESETS = PRESETS
 
     def __init__(self, params: Any = None, **overrides: Any) -> None:
         super().__init__(params, **overrides)
-        self.params = resolve_preset(self.params, PRESETS)
+        self.params = resolve_preset(self.params, self.PRESETS)
         self.head: CFAHead | None = None
 
     # ------------------------------------------------------------------ shared with Sp-CFA
@@ -79,16 +80,20 @@ class CFA(BackboneDetector):
         return fused_features(self.backbone, images, self.params.resolution, batch_size=self.params.batch_size,
                               device=self.params.device, progress=progress)
 
-    def new_head(self, in_channels: int, seed: int) -> CFAHead:
+    def new_head(self, in_channels: int, seed: int, coordconv: bool = True) -> CFAHead:
         p = self.params
-        return CFAHead(in_channels, p.gamma_d, seed=seed, K=p.K, J=p.J, alpha=p.alpha, nu=p.nu, radius=p.radius)
+        return CFAHead(in_channels, p.gamma_d, seed=seed, K=p.K, J=p.J, alpha=p.alpha, nu=p.nu, radius=p.radius,
+                       coordconv=coordconv)
 
     def train_branches(self, heads: Sequence[CFAHead], features: Sequence[torch.Tensor], weights: Sequence[float],
-              progress: ProgressCallback | None = None) -> list[float]:
-        """Initialise each head's bank from its features, then train them together."""
+                       progress: ProgressCallback | None = None, banks: Sequence[str] | None = None,
+                       bank_sample: int = 20_000) -> list[float]:
+        """Initialise each head's bank from its features (``banks[i]``: its construction,
+        ``"positions"`` by default), then train them together."""
         p = self.params
-        for head, f in zip(heads, features):
-            head.init_bank(f, p.gamma_c, seed=p.seed)
+        for i, (head, f) in enumerate(zip(heads, features)):
+            head.init_bank(f, p.gamma_c, seed=p.seed, bank="positions" if banks is None else banks[i],
+                           bank_sample=bank_sample)
         return train_heads(heads, features, weights, epochs=p.epochs, batch_size=p.train_batch, lr=p.lr,
                            weight_decay=p.weight_decay, seed=p.seed, progress=progress)
 
@@ -110,7 +115,7 @@ class CFA(BackboneDetector):
     def state_dict(self) -> dict[str, Any]:
         if self.head is None:
             raise self.not_fitted_error()
-        return {"in_channels": self.head.descriptor.conv.in_channels - 2,
+        return {"in_channels": self.head.in_channels,
                 "head": {k: v.clone() for k, v in self.head.state_dict().items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

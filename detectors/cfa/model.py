@@ -70,13 +70,17 @@ def _allocate(shape: tuple[int, ...], max_memory_bytes: int) -> torch.Tensor:
 
 class CoordConvDescriptor(nn.Module):
     """CFA's patch descriptor: ``Conv2d(in + 2, out, 1)`` over the input plus two coordinate
-    channels (rows, then columns, each spanning [-1, 1])."""
+    channels (rows, then columns, each spanning [-1, 1]); with ``coords=False`` a plain
+    ``Conv2d(in, out, 1)`` (for inputs whose positions mean nothing, such as superpixel mosaics)."""
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, coords: bool = True) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(in_channels + 2, out_channels, kernel_size=1, bias=True)
+        self.coords = coords
+        self.conv = nn.Conv2d(in_channels + 2 * coords, out_channels, kernel_size=1, bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.coords:
+            return self.conv(x)
         n, _, h, w = x.shape
         rows = torch.linspace(-1.0, 1.0, h, dtype=x.dtype, device=x.device) if h > 1 else x.new_zeros(1)
         cols = torch.linspace(-1.0, 1.0, w, dtype=x.dtype, device=x.device) if w > 1 else x.new_zeros(1)
@@ -84,9 +88,9 @@ class CoordConvDescriptor(nn.Module):
         return self.conv(torch.cat([x, coords[None].expand(n, 2, h, w)], dim=1))
 
 
-def seeded_descriptor(in_channels: int, out_channels: int, seed: int) -> CoordConvDescriptor:
+def seeded_descriptor(in_channels: int, out_channels: int, seed: int, coords: bool = True) -> CoordConvDescriptor:
     """A :class:`CoordConvDescriptor` whose default initialisation draws from ``seed`` only
     (the global torch random state is left untouched)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return CoordConvDescriptor(in_channels, out_channels)
+        return CoordConvDescriptor(in_channels, out_channels, coords)

@@ -38,15 +38,15 @@ def command(spec: str | None) -> None:
 
 def format_overview() -> str:
     """The built-in dataset, the layouts with their spec syntax, and known public datasets."""
-    from pixeval.data.synthetic import SYNTHETIC_TEXTURES as info
-    from pixeval.data.synthetic import default_root, is_current
+    from pixeval.data.synthetic import VERSIONS, default_root, is_current
 
-    root = default_root()
-    state = (f"generated at {root}" if is_current(root)
-             else f"not generated yet; generated on first use into {root}")
-    lines = ["Built-in dataset (spec: synthetic-textures):",
-             f"  {SYNTHETIC_TEXTURES}: {state} (set PIXEVAL_DATA to change the folder)"]
-    lines += [f"  {line}" for line in info.summary().splitlines()]
+    lines = [f"Built-in dataset (spec: {SYNTHETIC_TEXTURES}; its first version: synthetic-textures-v1):"]
+    for version, info in sorted(VERSIONS.items(), reverse=True):
+        root = default_root(version)
+        state = (f"generated at {root}" if is_current(root, version)
+                 else f"not generated yet; generated on first use into {root}")
+        lines += [f"  {info.spec}: {state} (set PIXEVAL_DATA to change the folder)"]
+        lines += [f"    {line}" for line in info.summary().splitlines()]
     lines += ["", "Layouts (spec LAYOUT:PATH, or a bare PATH whose layout is recognised):"]
     width = max(len(name) for name in LAYOUTS) + len(":PATH")
     lines += [f"  {name + ':PATH':<{width}}  {cls.expects}" for name, cls in LAYOUTS.items()]

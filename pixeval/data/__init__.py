@@ -3,7 +3,8 @@
 A dataset is named by a **spec**:
 
 * ``synthetic-textures``: the built-in dataset, generated deterministically on first use and
-  cached (:mod:`pixeval.data.synthetic`), read with the MVTec loader;
+  cached (:mod:`pixeval.data.synthetic`), read with the MVTec loader; ``synthetic-textures-v1``
+  its first version (128-px crops);
 * ``LAYOUT:PATH`` with ``LAYOUT`` one of :data:`LAYOUTS` (``mvtec``, ``ksdd2``, ``folder``,
   ``manifest``), e.g. ``mvtec:/data/mvtec_ad`` or ``manifest:lists/run1.csv``;
 * a bare ``PATH``, whose layout is recognised from its files (a ``.csv`` file is a manifest; a
@@ -32,19 +33,21 @@ LAYOUTS: dict[str, type[Dataset]] = {cls.layout: cls for cls in
 
 #: The spec of the built-in dataset (:mod:`pixeval.data.synthetic`).
 SYNTHETIC_TEXTURES = "synthetic-textures"
+#: Specs of the built-in dataset's generator versions.
+SYNTHETIC_VERSIONS = {SYNTHETIC_TEXTURES: 2, "synthetic-textures-v1": 1}
 
 
 def open_dataset(spec: str | Path) -> Dataset:
     """The dataset named by ``spec`` (see the module docstring)."""
     text = str(spec)
-    if text == SYNTHETIC_TEXTURES:
+    if text in SYNTHETIC_VERSIONS:
         from pixeval.data.synthetic import ensure_synthetic_textures
 
         try:
-            root = ensure_synthetic_textures()
+            root = ensure_synthetic_textures(version=SYNTHETIC_VERSIONS[text])
         except FileExistsError as exc:  # the cache folder holds something else
             raise DatasetError(str(exc)) from None
-        return MVTecDataset(root, name=SYNTHETIC_TEXTURES)
+        return MVTecDataset(root, name=text)
     layout, sep, path = text.partition(":")
     if sep and layout in LAYOUTS:
         if not path:
@@ -76,5 +79,5 @@ def _recognise(path: Path) -> Dataset:
 
 
 def _spec_syntax() -> str:
-    return (f"expected {SYNTHETIC_TEXTURES} or LAYOUT:PATH with LAYOUT one of {', '.join(LAYOUTS)} "
+    return (f"expected {' or '.join(SYNTHETIC_VERSIONS)} or LAYOUT:PATH with LAYOUT one of {', '.join(LAYOUTS)} "
             "(`pixeval datasets` shows the files each layout expects)")

@@ -15,7 +15,9 @@ Inside the mask a painted pixel keeps its value only where it already had the de
 value (a dark crack over a black shadow), so nearly every mask pixel changes.
 
 Sizes map log-uniformly to the areas in :data:`AREA_RANGES` (fractions of the image) for the
-region defects, and to lengths and widths for scratches. Patches and colour shifts start larger
+region defects, and to lengths and widths for scratches. Lengths given in pixels below (scratch
+widths, a stain's soft edge, a hole's rim) are for a 128-px image and scale with the image's
+shorter side (:func:`pixel_scale`), so a defect looks the same at any resolution. Patches and colour shifts start larger
 than stains and holes: a few pixels of foreign grain or of changed contrast are invisible even to
 a person.
 """
@@ -43,7 +45,7 @@ AREA_RANGES: dict[str, tuple[float, float]] = {
 #: How many random cuts a ``patch`` chooses its material from.
 PATCH_CANDIDATES = 6
 
-#: Largest half-width in pixels of a stain's soft edge.
+#: Largest half-width in pixels (of a 128-px image) of a stain's soft edge.
 STAIN_MAX_EDGE = 4.0
 
 #: Fixed-point bits for sub-pixel polygon vertices in ``cv2.fillPoly``.
@@ -78,6 +80,11 @@ def region_area(kind: str, size: float, shape: tuple[int, int]) -> float:
     return shape[0] * shape[1] * low * (high / low) ** size
 
 
+def pixel_scale(shape: tuple[int, int]) -> float:
+    """How many pixels of an image of ``shape`` a pixel of a 128-px image spans: ``min(h, w) / 128``."""
+    return min(shape[:2]) / 128
+
+
 def irregular_region(shape: tuple[int, int], rng: np.random.Generator, area: float,
                      roughness: float = 0.0) -> np.ndarray:
     """A ``bool`` mask of one irregular blob of about ``area`` pixels inside ``shape``.
@@ -109,15 +116,16 @@ def paint_scratch(clean: np.ndarray, rng: np.random.Generator,
     """A thin crack or scratch along a cubic Bézier curve, darker or lighter than the surface.
 
     Length runs from 15% to 90% of the image side and the widest point from about 1.5 to 6
-    pixels with ``size``; the width tapers towards both ends. A pixel belongs to the scratch
+    pixels (of a 128-px image) with ``size``; the width tapers towards both ends. A pixel belongs to the scratch
     when its centre lies within the local radius of the curve; its shade is strongest on the
     centre line.
     """
     h, w = clean.shape[:2]
     side = min(h, w)
     length = side * (0.15 + 0.75 * size)
-    r_max = 0.8 + 2.2 * size
-    r_min = 0.6
+    px = pixel_scale((h, w))
+    r_max = (0.8 + 2.2 * size) * px
+    r_min = 0.6 * px
     angle = rng.uniform(0.0, 2.0 * math.pi)
     along = np.array([math.cos(angle), math.sin(angle)])
     across = np.array([-along[1], along[0]])
@@ -173,7 +181,8 @@ def paint_stain(clean: np.ndarray, rng: np.random.Generator,
         shift_x = int(xs[anchor] - dx.mean() + rng.normal(0, 0.5 * math.sqrt(area)))
         blob |= _shifted(droplet, shift_y, shift_x)
 
-    edge = min(STAIN_MAX_EDGE, 0.5 + 0.08 * math.sqrt(area))
+    px = pixel_scale((h, w))
+    edge = min(STAIN_MAX_EDGE * px, 0.5 * px + 0.08 * math.sqrt(area))
     inside_dist = cv2.distanceTransform(blob.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     outside_dist = cv2.distanceTransform((~blob).astype(np.uint8), cv2.DIST_L2,
                                          cv2.DIST_MASK_PRECISE)
@@ -245,7 +254,7 @@ def paint_hole(clean: np.ndarray, rng: np.random.Generator,
                size: float) -> tuple[np.ndarray, np.ndarray]:
     """Missing material: a dark cavity with a rough outline, shaded from one side, and a lit rim.
 
-    The rim (the outer 1-2.5 pixels of the region) is the broken edge catching the light,
+    The rim (the outer 1-2.5 pixels of the region, at 128 px) is the broken edge catching the light,
     brighter on the side the light comes from. The cavity floor is dark (grey level 20-50),
     lighter towards the lit side, and keeps a fifth of the surface's grain.
     """
@@ -262,7 +271,7 @@ def paint_hole(clean: np.ndarray, rng: np.random.Generator,
     floor = rng.uniform(20, 50) * (1.0 + 0.5 * side) + 0.2 * (grey - grey.mean())
     rim_light = rng.uniform(180, 225) * (0.8 + 0.2 * side)
     rim = 0.4 * grey + 0.6 * rim_light
-    value = np.where(depth <= rng.uniform(1.0, 2.5), rim, floor)
+    value = np.where(depth <= rng.uniform(1.0, 2.5) * pixel_scale((h, w)), rim, floor)
     image = clean.copy()
     image[mask] = _to_uint8(np.repeat(value[:, None], 3, axis=1))
     return image, mask
