@@ -42,6 +42,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,7 +96,7 @@ class SyntheticTexturesInfo:
         """A few lines for people: categories, counts, defect types, source and licence."""
         return (
             f"{self.name} (built-in, generator v{self.version}): {', '.join(self.categories)}; "
-            f"{self.image_size}×{self.image_size} RGB crops; per category {self.n_train} train, "
+            f"{self.image_size}×{self.image_size} RGB images; per category {self.n_train} train, "
             f"{self.n_test} test ({self.n_test_good} good + {self.n_test_per_defect} each of "
             f"{', '.join(self.defect_types)}).\n"
             f"Source: {self.source}. Licence: {self.licence}."
@@ -117,19 +118,14 @@ _V1 = SyntheticTexturesInfo(
     licence="CC0 1.0 (the photographs, from CC0Textures and DeviantArt user linolafett)",
 )
 
-SYNTHETIC_TEXTURES = SyntheticTexturesInfo(
+SYNTHETIC_TEXTURES = dataclasses.replace(
+    _V1,
     name="synthetic-textures",
     version=GENERATOR_VERSION,
-    categories=_CATEGORIES,
-    defect_types=DEFECT_TYPES,
     image_size=512,
-    n_train=60,
-    n_test_good=15,
-    n_test_per_defect=5,
     source=("scikit-image texture photographs skimage.data.gravel/grass/brick; train images quilted "
             "(Efros & Freeman 2001) from the left half of each photograph, test images from the "
             "right half; defects drawn in at full resolution with exact masks"),
-    licence=_V1.licence,
 )
 
 #: Every generator version by number.
