@@ -12,10 +12,11 @@ Branches train independently (:func:`detectors.cfa.training.train_heads`), so th
 each Sp-CFA configuration on its own. Per construction the test set scores:
 
 * ``diag:small``, ``diag:big``: one superpixel branch alone (diagnostics);
-* ``equal``: the three branches fused with equal weights (Sp-CFA's default);
+* ``equal``: the three branches fused with equal weights;
 * ``tuned``, ``tuned:org+small``, ``tuned:org+big``: fusion weights chosen on the validation
-  images (the ``mixed`` family, P-AUPR on maps halved in size as below, simplex step 0.1) with all three branches, or with the
-  big or the small branch left out: the paper's Table VII ablation;
+  images (the ``mixed`` family, P-AUPR on maps halved in size as below, simplex step 0.1) with
+  all three branches (as Sp-CFA's ``fit`` does by default), or with the big or the small branch
+  left out: the paper's Table VII ablation;
 * ``CFA`` is the image branch alone.
 
 Significance: per category, 1000 bootstrap resamples of the test images (the same resamples for
@@ -27,8 +28,8 @@ Region sizes are given in network-input pixels (``--rs-s``, ``--rs-b``) and scal
 resolution for the constructions that cut the image at its own size, so both cuts see superpixels
 of the same content.
 
-Validation that transfers (on the ``--rank-seed`` job only): for every construction and every fusion-weight vector on the simplex
-(step 0.25: 15 per construction), P-AUPR on the validation images of each family and on the test
+Validation that transfers (on the ``--rank-seed`` job only): for every construction and every
+fusion-weight vector on the simplex (step 0.25: 15 per construction), P-AUPR on the validation images of each family and on the test
 set (both on maps and masks halved in size by block means / block maxima, to keep this cheap);
 the Spearman rank correlation of the two over all settings, per category and seed.
 

@@ -10,8 +10,9 @@
   its own); the standardised branch maps of the validation images are computed once. Every
   ``(rs_s, rs_b)`` pair and every weight vector on the simplex grid (``a1 + a2 + a3 = 1`` in
   steps of ``step``; ``a3 = 0`` without a big branch) is scored by the objective on all
-  validation pixels, at each image's own size. Order of the search, which decides ties (the first best wins): ``rs_s`` ascending, ``rs_b`` with
-  "none" first then ascending, weights in lexicographic order of ``(a1, a2, a3)``.
+  validation pixels, at each image's own size. Order of the search, which decides ties (the
+  first best wins): ``rs_s`` ascending, ``rs_b`` with "none" first then ascending, weights in
+  lexicographic order of ``(a1, a2, a3)``.
 * **Objectives**: those of :mod:`detectors.validation` (``aupr``, the default; ``f1``; ``auroc``).
 """
 
