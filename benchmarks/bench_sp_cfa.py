@@ -29,9 +29,10 @@ resolution for the constructions that cut the image at its own size, so both cut
 of the same content.
 
 Validation that transfers (on the ``--rank-seed`` job only): for every construction and every
-fusion-weight vector on the simplex (step 0.25: 15 per construction), P-AUPR on the validation images of each family and on the test
-set (both on maps and masks halved in size by block means / block maxima, to keep this cheap);
-the Spearman rank correlation of the two over all settings, per category and seed.
+fusion-weight vector on the simplex (step 0.25: 15 per construction), P-AUPR on the validation
+images of each family and on the test set (both on maps and masks halved in size by block means /
+block maxima, to keep this cheap); the Spearman rank correlation of the two over all settings, per
+category and seed.
 
 Writes one JSON file per (dataset, category, seed) into ``--out`` (an existing file is reused, so
 a killed run resumes) and prints the tables; ``--summarise`` only prints them. Example::
