@@ -445,3 +445,45 @@ def test_npz_maps_with_several_arrays_need_npz_key(tmp_path):
     document = json.loads(run(tmp_path / "preds", tmp_path / "masks", "--npz-key", "amap", "--format", "json").stdout)
     assert document["rows"][0]["pixel_aupr"] == pytest.approx(
         average_precision_score(mask.ravel() > 0, scores.ravel()), abs=1e-12)
+
+
+def write_normal_maps(folder: Path, seed: int = 7) -> list[np.ndarray]:
+    """Five float32 TIFF maps of 'normal images' (two sizes) under ``folder``; returns them."""
+    rng = np.random.default_rng(seed)
+    maps = [(np.round(rng.random(SHAPE if i % 2 else (20, 28)) * 64) / 64).astype(np.float32) for i in range(5)]
+    folder.mkdir(parents=True)
+    for i, scores in enumerate(maps):
+        tifffile.imwrite(folder / f"{i:03d}.tiff", scores)
+    return maps
+
+
+def test_threshold_from_normal_maps_is_the_lowest_meeting_the_target_fpr(dataset, tmp_path):
+    root, _ = dataset
+    normal = write_normal_maps(tmp_path / "normal")
+    pooled = np.concatenate([m.ravel() for m in normal])
+    # plain reference: the smallest distinct score whose pooled FPR is at most the target
+    expected = min(v for v in np.unique(pooled) if np.mean(pooled >= v) <= 0.05)
+    document = run_json(root, "--threshold-from", tmp_path / "normal", "--target-fpr", "0.05")
+    given = run_json(root, "--threshold", repr(float(expected)))
+    assert document["rows"] == given["rows"]
+    assert document["options"]["threshold"] == float(expected)
+    caption = run(root / "preds", root / "data", "--threshold-from", tmp_path / "normal", "--target-fpr", "0.05",
+                  "--format", "markdown", "-q").stdout
+    assert f"set on the 5 normal maps under {tmp_path / 'normal'} at pixel FPR <= 0.05" in caption
+
+
+def test_threshold_from_bad_input_is_a_clear_error(dataset, tmp_path):
+    root, _ = dataset
+    write_normal_maps(tmp_path / "normal")
+    nan = tmp_path / "nan"
+    nan.mkdir()
+    tifffile.imwrite(nan / "000.tiff", np.full(SHAPE, np.nan, np.float32))
+    (tmp_path / "empty").mkdir()
+    cases = [(["--threshold-from", tmp_path / "normal", "--threshold", "0.5"], "not both"),
+             (["--target-fpr", "0.01"], "give that folder too"),
+             (["--threshold-from", tmp_path / "absent"], "does not exist"),
+             (["--threshold-from", tmp_path / "empty"], "no score maps"),
+             (["--threshold-from", nan], "NaN or infinite")]
+    for args, message in cases:
+        result = run(root / "preds", root / "data", "-q", *args, ok=False)
+        assert result.exit_code == 2 and message in result.output, (args, result.output)

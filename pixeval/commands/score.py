@@ -7,6 +7,7 @@ progress bar go to standard error, so ``--format csv > table.csv`` stays clean.
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pandas as pd
 from pixeval.errors import InputError
 from pixeval.metrics.catalogue import CATALOGUE, metric_definition, metric_title
 from pixeval.scoring import (PAIRING_LAYOUTS, Matching, ScoreOptions, attach_image_scores, match, read_pair_list,
-                             score_matching)
+                             score_matching, threshold_from_folder)
 from pixeval.tables import FORMATS
 
 HELP_TEMPLATE = """Score anomaly maps saved as files against ground-truth masks.
@@ -38,7 +39,8 @@ The layout is detected from MASKS and printed; --layout forces one.
 
 \b
 The table has one row per category (or per defect type with --by defect), then
-their mean; its columns (@0.3 is --fpr-limit, @t is --threshold):
+their mean; its columns (@0.3 is --fpr-limit, @t is --threshold or the one
+set by --threshold-from):
 {metrics}
 Image scores are the maps' maxima unless --image-scores or the pair list gives them.
 
@@ -47,6 +49,7 @@ Examples:
   pixeval score preds/ mvtec_ad/
   pixeval score preds/ mvtec_ad/ --by defect --format markdown -o table.md
   pixeval score preds/ ksdd2/ --threshold 0.5 --bootstrap 1000
+  pixeval score preds/ mvtec_ad/ --threshold-from val_good_preds/ --target-fpr 0.01
   pixeval score --pairs pairs.csv --format json
   pixeval score preds/ masks/ --resize --per-image images.csv
 """
@@ -83,6 +86,12 @@ HELP = HELP_TEMPLATE.format(metrics=_metric_lines())
               help="FPR integration limit of AUPRO.")
 @click.option("--threshold", type=float,
               help="Also report pixel F1, precision and recall at score >= THRESHOLD (e.g. chosen on validation data).")
+@click.option("--threshold-from", type=click.Path(path_type=Path), metavar="NORMAL_PREDS",
+              help="Set that threshold on the score maps of normal images under NORMAL_PREDS (e.g. held-out normal "
+                   "validation images, never the test set), as a deployment would: the lowest threshold whose "
+                   "pixel FPR over them is at most --target-fpr.")
+@click.option("--target-fpr", type=click.FloatRange(0, 1), metavar="FPR",
+              help="Pixel FPR allowed on the normal maps of --threshold-from  [default: 0.01]")
 @click.option("--bootstrap", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
               help="Bootstrap confidence intervals from N resamples of the images.")
 @click.option("--confidence", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.95,
@@ -102,11 +111,23 @@ HELP = HELP_TEMPLATE.format(metrics=_metric_lines())
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=4, show_default=True,
               help="Threads reading files.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, layout line or summary on standard error.")
-def command(preds, masks, pairs, layout, map_suffix, npz_key, by, fmt, output, fpr_limit, threshold, bootstrap,
-            confidence, seed, image_scores, per_image, resize, allow_missing, jobs, quiet) -> None:
+def command(preds, masks, pairs, layout, map_suffix, npz_key, by, fmt, output, fpr_limit, threshold, threshold_from,
+            target_fpr, bootstrap, confidence, seed, image_scores, per_image, resize, allow_missing, jobs,
+            quiet) -> None:
+    if threshold_from is not None and threshold is not None:
+        raise InputError("give either --threshold or --threshold-from, not both")
+    if target_fpr is not None and threshold_from is None:
+        raise InputError("--target-fpr sets the threshold on the normal maps of --threshold-from; give that folder too")
     options = ScoreOptions(by=by, fpr_limit=fpr_limit, threshold=threshold, bootstrap=bootstrap, confidence=confidence,
                            seed=seed, resize=resize, npz_key=npz_key, jobs=jobs, per_image=per_image is not None)
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # our messages name bad files
+    if threshold_from is not None:
+        target = 0.01 if target_fpr is None else target_fpr
+        normal = threshold_from_folder(threshold_from, target, map_suffix=map_suffix, npz_key=npz_key)
+        options = dataclasses.replace(
+            options, threshold=normal.threshold,
+            threshold_source=(f"set on the {normal.n_images} normal maps under {threshold_from} at pixel FPR <= "
+                              f"{target:g} (their FPR at it: {normal.fpr:.4g})"))
     matching = _matching(preds, masks, pairs, layout, map_suffix, allow_missing)
     if image_scores is not None:
         matching = attach_image_scores(matching, image_scores)

@@ -61,7 +61,8 @@ def caption(result: ScoreResult) -> str:
     if options.by == "defect":
         lines.append("Each defect row scores that defect's images together with the category's good images.")
     if options.threshold is not None:
-        lines.append(f"@{options.threshold:g}: pixels scoring >= {options.threshold:g} are predicted anomalous.")
+        lines.append(f"@{options.threshold:g}: pixels scoring >= {options.threshold:g} are predicted anomalous"
+                     + (f"; the threshold was {options.threshold_source}." if options.threshold_source else "."))
     if options.bootstrap:
         lines.append(f"[low, high]: {options.confidence:.0%} bootstrap intervals over images "
                      f"({options.bootstrap} resamples, seed {options.seed}); none for the mean.")
@@ -77,6 +78,7 @@ def render(result: ScoreResult, fmt: str) -> str:
     document = {
         "layout": result.matching.layout, "source": result.matching.description, "notes": result.notes,
         "options": {"by": options.by, "fpr_limit": options.fpr_limit, "threshold": options.threshold,
+                    "threshold_source": options.threshold_source,
                     "bootstrap": options.bootstrap, "confidence": options.confidence, "seed": options.seed,
                     "resize": options.resize},
         "summary": result.counts,
