@@ -38,10 +38,11 @@ class ScoreOptions:
     ``by``: one row per ``"category"``, or per ``"defect"`` type (each with its category's good
     images). ``fpr_limit``: the AUPRO integration limit. ``threshold``: also F1, precision and
     recall at ``score >= threshold``; ``threshold_source``: where it came from, for the caption
-    (e.g. set on normal maps by :func:`~pixeval.scoring.threshold_from_folder`). ``bootstrap``, ``confidence``, ``seed``: bootstrap intervals
-    over images (0 resamples: none). ``resize``: resize maps bilinearly to their mask's size
-    instead of refusing them. ``npz_key``: the array to read from ``.npz`` maps. ``jobs``: reading
-    threads. ``per_image``: also each image's own metrics (:attr:`ScoreResult.per_image`).
+    (e.g. set on normal maps by :func:`~pixeval.scoring.threshold_from_folder`). ``bootstrap``,
+    ``confidence``, ``seed``: bootstrap intervals over images (0 resamples: none). ``resize``:
+    resize maps bilinearly to their mask's size instead of refusing them. ``npz_key``: the array
+    to read from ``.npz`` maps. ``jobs``: reading threads. ``per_image``: also each image's own
+    metrics (:attr:`ScoreResult.per_image`).
 
     Checked when made, before any file is read: a bad value raises
     :class:`~pixeval.errors.InputError` naming it.
