@@ -87,9 +87,9 @@ HELP = HELP_TEMPLATE.format(metrics=_metric_lines())
 @click.option("--threshold", type=float,
               help="Also report pixel F1, precision and recall at score >= THRESHOLD (e.g. chosen on validation data).")
 @click.option("--threshold-from", type=click.Path(path_type=Path), metavar="NORMAL_PREDS",
-              help="Instead of --threshold, set the threshold on the score maps of normal images under NORMAL_PREDS (e.g. held-out normal "
-                   "validation images, never the test set), as a deployment would: the lowest threshold whose "
-                   "pixel FPR over them is at most --target-fpr.")
+              help="Instead of --threshold, set the threshold on the score maps of normal images under "
+                   "NORMAL_PREDS (e.g. held-out normal validation images, never the test set), as a deployment "
+                   "would: the lowest threshold whose pixel FPR over them is at most --target-fpr.")
 @click.option("--target-fpr", type=click.FloatRange(0, 1), metavar="FPR",
               help="Pixel FPR allowed on the normal maps of --threshold-from  [default: 0.01]")
 @click.option("--bootstrap", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
