@@ -40,12 +40,12 @@ def format_overview() -> str:
     """The built-in dataset, the layouts with their spec syntax, and known public datasets."""
     from pixeval.data.synthetic import VERSIONS, default_root, is_current
 
-    lines = [f"Built-in dataset (spec: {SYNTHETIC_TEXTURES}; its first version: synthetic-textures-v1):"]
+    lines = [f"Built-in dataset (spec: {SYNTHETIC_TEXTURES}; each version below opens by its name):"]
     for version, info in sorted(VERSIONS.items(), reverse=True):
         root = default_root(version)
         state = (f"generated at {root}" if is_current(root, version)
                  else f"not generated yet; generated on first use into {root}")
-        lines += [f"  {info.spec}: {state} (set PIXEVAL_DATA to change the folder)"]
+        lines += [f"  {info.name}: {state} (set PIXEVAL_DATA to change the folder)"]
         lines += [f"    {line}" for line in info.summary().splitlines()]
     lines += ["", "Layouts (spec LAYOUT:PATH, or a bare PATH whose layout is recognised):"]
     width = max(len(name) for name in LAYOUTS) + len(":PATH")

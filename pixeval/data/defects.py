@@ -17,9 +17,9 @@ value (a dark crack over a black shadow), so nearly every mask pixel changes.
 Sizes map log-uniformly to the areas in :data:`AREA_RANGES` (fractions of the image) for the
 region defects, and to lengths and widths for scratches. Lengths given in pixels below (scratch
 widths, a stain's soft edge, a hole's rim) are for a 128-px image and scale with the image's
-shorter side (:func:`pixel_scale`), so a defect looks the same at any resolution. Patches and colour shifts start larger
-than stains and holes: a few pixels of foreign grain or of changed contrast are invisible even to
-a person.
+shorter side (:func:`pixel_scale`), so a defect looks the same at any resolution. Patches and
+colour shifts start larger than stains and holes: a few pixels of foreign grain or of changed
+contrast are invisible even to a person.
 """
 
 from __future__ import annotations
@@ -116,9 +116,9 @@ def paint_scratch(clean: np.ndarray, rng: np.random.Generator,
     """A thin crack or scratch along a cubic Bézier curve, darker or lighter than the surface.
 
     Length runs from 15% to 90% of the image side and the widest point from about 1.5 to 6
-    pixels (of a 128-px image) with ``size``; the width tapers towards both ends. A pixel belongs to the scratch
-    when its centre lies within the local radius of the curve; its shade is strongest on the
-    centre line.
+    pixels (of a 128-px image) with ``size``; the width tapers towards both ends. A pixel
+    belongs to the scratch when its centre lies within the local radius of the curve; its shade
+    is strongest on the centre line.
     """
     h, w = clean.shape[:2]
     side = min(h, w)

@@ -35,6 +35,7 @@ generator version, and a dataset with another version is regenerated.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -42,7 +43,6 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,11 +81,6 @@ class SyntheticTexturesInfo:
     n_test_per_defect: int
     source: str
     licence: str
-
-    @property
-    def spec(self) -> str:
-        """The dataset spec that opens this version."""
-        return self.name
 
     @property
     def n_test(self) -> int:
@@ -151,9 +146,8 @@ def ensure_synthetic_textures(root: Path | str | None = None, force: bool = Fals
 
     ``root`` defaults to :func:`default_root`. The dataset is (re)generated when ``root`` holds
     no complete dataset of generator ``version`` (default: the current one), or when ``force``
-    is true. It is
-    written into a temporary sibling folder and renamed into place when complete, so a killed
-    generation never leaves a dataset that looks complete. A non-empty ``root`` that is not a
+    is true. It is written into a temporary sibling folder and renamed into place when complete,
+    so a killed generation never leaves a dataset that looks complete. A non-empty ``root`` that is not a
     synthetic-textures dataset is never overwritten.
     """
     _info(version)  # an unknown version fails before anything is touched
@@ -223,9 +217,9 @@ def generate_category(category: str, version: int = GENERATOR_VERSION
         donors = [test_part] + [_photograph(other) for other in _CATEGORIES if other != category]
         seed: list[int] = [_SEED, cat_index]
     else:
-        train_part = _texture(category, "train")
-        test_part = _texture(category, "test")
-        donors = [test_part] + [_texture(other, "test") for other in _CATEGORIES if other != category]
+        train_part = _texture(category, "train", version)
+        test_part = _texture(category, "test", version)
+        donors = [test_part] + [_texture(other, "test", version) for other in _CATEGORIES if other != category]
         seed = [_SEED, version, cat_index]
     yield from _images(info, seed, train_part, test_part, donors, turn)
 
@@ -274,14 +268,14 @@ def _info(version: int) -> SyntheticTexturesInfo:
 
 
 @functools.lru_cache(maxsize=6)
-def _texture(category: str, split: str) -> np.ndarray:
-    """v2's quilted texture of ``category`` for ``split``: train from the photograph's left half,
-    test from its right half (read-only; cached, as ``patch`` defects of every category use the
-    test textures)."""
+def _texture(category: str, split: str, version: int) -> np.ndarray:
+    """The quilted texture (generator ``version`` >= 2) of ``category`` for ``split``: train from
+    the photograph's left half, test from its right half (read-only; cached, as ``patch`` defects
+    of every category use the test textures)."""
     photo = _photograph(category)
     half = photo.shape[1] // 2
     source, size = (photo[:, :half], _TRAIN_TEXTURE) if split == "train" else (photo[:, half:], _TEST_TEXTURE)
-    rng = np.random.default_rng([_SEED, GENERATOR_VERSION, _CATEGORIES.index(category), split == "test"])
+    rng = np.random.default_rng([_SEED, version, _CATEGORIES.index(category), split == "test"])
     texture = quilt(source, (size, size), _BLOCK, _OVERLAP, rng, _TOLERANCE)
     texture.flags.writeable = False
     return texture
