@@ -21,7 +21,7 @@ from sklearn.metrics import average_precision_score, f1_score, precision_recall_
 
 from pixeval import InputError, score_folder
 from pixeval.cli import main
-from pixeval.metrics import boundary_metrics
+from pixeval.metrics import aupimo, boundary_metrics
 
 #: category -> defect -> number of test images of the set built on disk
 LAYOUT = {"carpet": {"good": 3, "crack": 2, "hole": 2}, "grid": {"good": 2, "bent": 3}}
@@ -375,6 +375,35 @@ def test_extended_adds_aupimo_and_boundary_columns_and_image_f1_at_the_threshold
         assert row["image_f1_at_threshold"] == pytest.approx(
             f1_score(image_labels, [m.max() >= 0.75 for m in maps]), abs=1e-12)
     assert any("AUPIMO" in note and "1e-05" in note for note in document["notes"]), document["notes"]
+
+
+def test_extended_per_image_csv_holds_each_images_aupimo_and_json_its_spread(tmp_path):
+    rng = np.random.default_rng(4)
+    shape, maps, masks = (120, 100), {}, {}  # 10 normal images: 120,000 normal pixels reach FPR 1e-5
+    for i in range(14):
+        mask = np.zeros(shape, bool)
+        if i >= 10:
+            mask[20 + i:50 + i, 30:60] = True
+        scores = (rng.random(shape) + mask * rng.uniform(0.2, 1.0)).astype(np.float32)
+        defect = "good" if i < 10 else "spot"
+        maps[f"{defect}/{i:03d}"], masks[f"{defect}/{i:03d}"] = scores, mask
+        (tmp_path / "preds" / defect).mkdir(parents=True, exist_ok=True)
+        tifffile.imwrite(tmp_path / "preds" / defect / f"{i:03d}.tiff", scores)
+        if mask.any():
+            (tmp_path / "masks" / defect).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(tmp_path / "masks" / defect / f"{i:03d}.png"), mask.astype(np.uint8) * 255)
+    out = tmp_path / "images.csv"
+    document = json.loads(run(tmp_path / "preds", tmp_path / "masks", "--layout", "masks", "--extended",
+                              "--per-image", out, "--format", "json", "-q").stdout)
+    expected = aupimo(list(maps.values()), list(masks.values()))
+    per_image = pd.read_csv(out).set_index("map")["aupimo"]
+    names = [f"{name}.tiff" for name in maps]
+    assert np.allclose(per_image[names].to_numpy(), expected.per_image, equal_nan=True, atol=1e-12)
+    assert per_image[names[:10]].isna().all() and per_image[names[10:]].between(0, 1).all()
+    row = document["rows"][0]
+    assert row["pixel_aupimo"] == pytest.approx(expected.mean, abs=1e-12)
+    assert row["pixel_aupimo_median"] == pytest.approx(expected.median, abs=1e-12)
+    assert row["pixel_aupimo_std"] == pytest.approx(np.std(expected.per_image[10:], ddof=1), abs=1e-12)
 
 
 @pytest.mark.parametrize("option, value", [("by", "image"), ("fpr_limit", 0.0), ("size_edges", (0.2, 0.1)), ("threshold", float("nan")),

@@ -111,7 +111,7 @@ HELP = HELP_TEMPLATE.format(metrics=_metric_lines())
               help="Write each image's metrics to this CSV: image score, pixel AP and F1-max (images with "
                    "anomalous and normal pixels), and false_positive_fraction = share of the image's normal "
                    "pixels scoring >= threshold, the threshold being --threshold or else the category's "
-                   "P-F1 threshold.")
+                   "P-F1 threshold; with --extended also its AUPIMO (empty for normal images).")
 @click.option("--resize", is_flag=True,
               help="Resize maps bilinearly to their mask's (image's) size instead of stopping with an error.")
 @click.option("--allow-missing", is_flag=True,

@@ -67,7 +67,7 @@ def evaluate(score_maps, masks, image_scores=None, *, fpr_limit: float = 0.3,
                            seed=seed)
     if extended:
         del buffer, chunks
-        report.pixel_aupimo = per_image_overlap.mean
+        report.pixel_aupimo, report.aupimo = per_image_overlap.mean, per_image_overlap
         report.boundary_f1, report.boundary_iou = _boundary(maps, masks, report.pixel_f1_threshold)
         if threshold is not None:
             report.boundary_f1_at_threshold, report.boundary_iou_at_threshold = _boundary(maps, masks, threshold)

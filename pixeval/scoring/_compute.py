@@ -19,7 +19,8 @@ import numpy as np
 from tqdm import tqdm
 
 from pixeval.errors import InputError
-from pixeval.metrics import MetricReport, SizeReport, average_precision, evaluate, f1_max, metrics_by_size
+from pixeval.metrics import (AupimoReport, MetricReport, SizeReport, average_precision, evaluate, f1_max,
+                             metrics_by_size)
 from pixeval.metrics.by_size import DEFAULT_EDGES, check_edges
 from pixeval.scoring import _output
 from pixeval.scoring._pairing import Matching, attach_image_scores, match
@@ -200,12 +201,10 @@ def score_matching(matching: Matching, options: ScoreOptions | None = None, *, p
             counts["anomalous_pixels"] += sum(int(np.count_nonzero(item.mask)) for item in loaded)
             counts["regions"] += sum(row.report.n_regions for row in category_rows)  # good images have none
             if options.per_image:
-                threshold = options.threshold
-                if threshold is None:
-                    whole = category_rows[0].report if options.by == "category" else \
-                        evaluate_set(loaded, options, _where(category, None), [])
-                    threshold = whole.pixel_f1_threshold
-                image_rows += per_image_rows(loaded, threshold)
+                whole = category_rows[0].report if options.by != "defect" else \
+                    evaluate_set(loaded, options, _where(category, None), [])
+                threshold = options.threshold if options.threshold is not None else whole.pixel_f1_threshold
+                image_rows += per_image_rows(loaded, threshold, whole.aupimo)
             metric_seconds += time.perf_counter() - middle
             read_seconds += middle - start
     if counts["anomalous_pixels"] == 0:
@@ -266,10 +265,11 @@ def _noted(compute, where: str, notes: list[str]):
     return result
 
 
-def per_image_rows(items: list[LoadedPair], threshold: float) -> list[dict]:
-    """Each image's own metrics (see ``pixeval score --help``, option ``--per-image``)."""
+def per_image_rows(items: list[LoadedPair], threshold: float, aupimo: AupimoReport | None = None) -> list[dict]:
+    """Each image's own metrics (see ``pixeval score --help``, option ``--per-image``), with its
+    AUPIMO when ``aupimo`` (the category's) is given."""
     rows = []
-    for item in items:
+    for index, item in enumerate(items):
         scores, labels = item.scores.ravel(), item.mask.ravel()
         n_anomalous = int(np.count_nonzero(labels))
         n_normal = labels.size - n_anomalous
@@ -281,5 +281,6 @@ def per_image_rows(items: list[LoadedPair], threshold: float) -> list[dict]:
                      else float(item.scores.max()),
                      "pixels": labels.size, "anomalous_pixels": n_anomalous, "pixel_ap": ap, "pixel_f1_max": f1,
                      "threshold": threshold,
-                     "false_positive_fraction": false_positives / n_normal if n_normal else np.nan})
+                     "false_positive_fraction": false_positives / n_normal if n_normal else np.nan}
+                    | ({"aupimo": aupimo.per_image[index]} if aupimo is not None else {}))
     return rows

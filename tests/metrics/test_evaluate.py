@@ -100,10 +100,12 @@ def test_extended_metrics_are_those_of_aupimo_and_boundary_metrics():
     assert (report.boundary_f1, report.boundary_iou) == (at_f1_max.boundary_f1, at_f1_max.boundary_iou)
     assert (report.boundary_f1_at_threshold, report.boundary_iou_at_threshold) == (at_t.boundary_f1,
                                                                                    at_t.boundary_iou)
-    extended = ("pixel_aupimo", "boundary_f1", "boundary_iou", "boundary_f1_at_threshold", "boundary_iou_at_threshold")
+    assert report.aupimo.to_dict().items() <= report.to_dict().items()
+    extended = ("boundary_f1", "boundary_iou", "boundary_f1_at_threshold", "boundary_iou_at_threshold",
+                *report.aupimo.to_dict())
     assert {k: v for k, v in report.to_dict().items() if k not in extended} == \
         {k: v for k, v in plain.to_dict().items() if k not in extended}
-    assert plain.pixel_aupimo is None and plain.boundary_f1 is None
+    assert plain.pixel_aupimo is None and plain.aupimo is None and plain.boundary_f1 is None
 
 
 def test_threshold_between_float32_values():
