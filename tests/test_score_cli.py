@@ -568,3 +568,10 @@ def test_threshold_from_bad_input_is_a_clear_error(dataset, tmp_path):
     for args, message in cases:
         result = run(root / "preds", root / "data", "-q", *args, ok=False)
         assert result.exit_code == 2 and message in result.output, (args, result.output)
+
+
+@pytest.mark.parametrize("edges, message", [("0.01,x", "expected comma-separated numbers"),
+                                            ("0.05,0.01", "expected increasing area fractions")])
+def test_bad_size_edges_are_a_clear_error(dataset, tmp_path, edges, message):
+    root, _ = dataset
+    assert message in bad(tmp_path, root / "preds", root / "data", "--by", "size", "--size-edges", edges)
