@@ -221,7 +221,7 @@ def test_html_page_renders_in_headless_chromium(chromium, two_runs, tmp_path):
     write_html(pd.concat([pd.read_csv(run / "results.csv") for run in two_runs]), tmp_path)
     page = tmp_path / "index.html"
     shot = tmp_path / "shot.png"
-    run_chromium(chromium, tmp_path / "profile-shot", f"--screenshot={shot}", "--window-size=1400,2000",
+    run_chromium(chromium, tmp_path / "profile-shot", f"--screenshot={shot}", "--window-size=1400,4000",
                  page.as_uri())
     picture = cv2.imread(str(shot))
     # the figures were painted: a page of text alone shows a few hundred colours (greys of
