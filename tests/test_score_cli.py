@@ -17,10 +17,11 @@ import pytest
 import tifffile
 from click.testing import CliRunner
 from scipy import ndimage
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
+from sklearn.metrics import average_precision_score, f1_score, precision_recall_curve, roc_auc_score
 
 from pixeval import InputError, score_folder
 from pixeval.cli import main
+from pixeval.metrics import aupimo, boundary_metrics
 
 #: category -> defect -> number of test images of the set built on disk
 LAYOUT = {"carpet": {"good": 3, "crack": 2, "hole": 2}, "grid": {"good": 2, "bent": 3}}
@@ -325,7 +326,87 @@ def test_score_folder_is_the_command_as_a_function(dataset):
                                        "--format", "csv", "-q").stdout
 
 
-@pytest.mark.parametrize("option, value", [("by", "image"), ("fpr_limit", 0.0), ("threshold", float("nan")),
+def test_by_size_bins_regions_by_area_and_ranks_each_bin_against_all_normal_pixels(dataset):
+    root, truth = dataset
+    edges, t = (0.01, 0.03), 0.75
+    document = run_json(root, "--by", "size", "--size-edges", "0.01,0.03", "--threshold", str(t))
+    bins = {(b["category"], b["label"]): b for b in document["size_bins"]}
+    labels = ["< 1%", "1-3%", ">= 3%"]
+    for category, items in truth.items():
+        normal = np.concatenate([scores[~mask] for *_, scores, mask in items])
+        per_bin = {label: ([], []) for label in labels}  # anomalous scores, overlap of each region
+        for *_, scores, mask in items:
+            regions, n = ndimage.label(mask, structure=np.ones((3, 3)))
+            for r in range(1, n + 1):
+                inside = scores[regions == r]
+                label = labels[int(np.searchsorted(edges, inside.size / mask.size, side="right"))]
+                per_bin[label][0].append(inside)
+                per_bin[label][1].append(np.mean(inside >= t))
+        for label, (anomalous, overlaps) in per_bin.items():
+            row = bins[(category, label)]
+            assert row["n_regions"] == len(overlaps)
+            if not overlaps:
+                assert row["pixel_aupr"] is None  # NaN in JSON, with a note
+                continue
+            positives = np.concatenate(anomalous)
+            y = np.r_[np.ones(positives.size), np.zeros(normal.size)]
+            assert row["pixel_aupr"] == pytest.approx(average_precision_score(y, np.r_[positives, normal]), abs=1e-12)
+            assert row["region_recall"] == pytest.approx(np.mean(overlaps), abs=1e-12)
+            assert row["region_detection_rate"] == pytest.approx(np.mean(np.array(overlaps) >= 0.5), abs=1e-12)
+    table = document["table"]
+    assert [(r["category"], r["size"]) for r in table] == [(c, b) for c in ("carpet", "grid", "mean") for b in labels]
+    assert table[-1]["regions"] == sum(bins[(c, labels[-1])]["n_regions"] for c in truth)
+
+
+def test_extended_adds_aupimo_and_boundary_columns_and_image_f1_at_the_threshold(dataset):
+    root, truth = dataset
+    document = run_json(root, "--extended", "--threshold", "0.75")
+    assert {"AUPIMO", "B-F1", "B-IoU", "B-F1@0.75", "B-IoU@0.75", "I-F1@0.75"} <= set(document["table"][0])
+    assert "AUPIMO" not in run_json(root)["table"][0]
+    for row in document["rows"]:
+        items = truth[row["category"]]
+        maps, masks = [i[2] for i in items], [i[3] for i in items]
+        assert row["pixel_aupimo"] is None  # 5 small normal images cannot reach FPR 1e-5
+        at_f1_max = boundary_metrics(maps, masks, row["pixel_f1_threshold"])
+        assert row["boundary_f1"] == pytest.approx(at_f1_max.boundary_f1, abs=1e-12)
+        assert row["boundary_iou_at_threshold"] == pytest.approx(boundary_metrics(maps, masks, 0.75).boundary_iou,
+                                                                 abs=1e-12)
+        image_labels = [m.any() for m in masks]
+        assert row["image_f1_at_threshold"] == pytest.approx(
+            f1_score(image_labels, [m.max() >= 0.75 for m in maps]), abs=1e-12)
+    assert any("AUPIMO" in note and "1e-05" in note for note in document["notes"]), document["notes"]
+
+
+def test_extended_per_image_csv_holds_each_images_aupimo_and_json_its_spread(tmp_path):
+    rng = np.random.default_rng(4)
+    shape, maps, masks = (120, 100), {}, {}  # 10 normal images: 120,000 normal pixels reach FPR 1e-5
+    for i in range(14):
+        mask = np.zeros(shape, bool)
+        if i >= 10:
+            mask[20 + i:50 + i, 30:60] = True
+        scores = (rng.random(shape) + mask * rng.uniform(0.2, 1.0)).astype(np.float32)
+        defect = "good" if i < 10 else "spot"
+        maps[f"{defect}/{i:03d}"], masks[f"{defect}/{i:03d}"] = scores, mask
+        (tmp_path / "preds" / defect).mkdir(parents=True, exist_ok=True)
+        tifffile.imwrite(tmp_path / "preds" / defect / f"{i:03d}.tiff", scores)
+        if mask.any():
+            (tmp_path / "masks" / defect).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(tmp_path / "masks" / defect / f"{i:03d}.png"), mask.astype(np.uint8) * 255)
+    out = tmp_path / "images.csv"
+    document = json.loads(run(tmp_path / "preds", tmp_path / "masks", "--layout", "masks", "--extended",
+                              "--per-image", out, "--format", "json", "-q").stdout)
+    expected = aupimo(list(maps.values()), list(masks.values()))
+    per_image = pd.read_csv(out).set_index("map")["aupimo"]
+    names = [f"{name}.tiff" for name in maps]
+    assert np.allclose(per_image[names].to_numpy(), expected.per_image, equal_nan=True, atol=1e-12)
+    assert per_image[names[:10]].isna().all() and per_image[names[10:]].between(0, 1).all()
+    row = document["rows"][0]
+    assert row["pixel_aupimo"] == pytest.approx(expected.mean, abs=1e-12)
+    assert row["pixel_aupimo_median"] == pytest.approx(expected.median, abs=1e-12)
+    assert row["pixel_aupimo_std"] == pytest.approx(np.std(expected.per_image[10:], ddof=1), abs=1e-12)
+
+
+@pytest.mark.parametrize("option, value", [("by", "image"), ("fpr_limit", 0.0), ("size_edges", (0.2, 0.1)), ("threshold", float("nan")),
                                            ("bootstrap", -1), ("bootstrap", 2.5), ("confidence", 1.0),
                                            ("jobs", 0)])
 def test_options_are_checked_before_any_file_is_read(tmp_path, option, value):
@@ -487,3 +568,10 @@ def test_threshold_from_bad_input_is_a_clear_error(dataset, tmp_path):
     for args, message in cases:
         result = run(root / "preds", root / "data", "-q", *args, ok=False)
         assert result.exit_code == 2 and message in result.output, (args, result.output)
+
+
+@pytest.mark.parametrize("edges, message", [("0.01,x", "expected comma-separated numbers"),
+                                            ("0.05,0.01", "expected increasing area fractions")])
+def test_bad_size_edges_are_a_clear_error(dataset, tmp_path, edges, message):
+    root, _ = dataset
+    assert message in bad(tmp_path, root / "preds", root / "data", "--by", "size", "--size-edges", edges)

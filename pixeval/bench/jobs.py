@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from pixeval.errors import ConfigError
+from pixeval.metrics.by_size import DEFAULT_EDGES, check_edges
 from pixeval.params import build_params
 from pixeval.registry import available_detectors, get_detector
 
@@ -35,7 +36,10 @@ SHARED_PARAMS = ("backbone", "resolution", "device")
 @dataclass
 class BenchConfig:
     """Everything a bench run needs. ``None`` for ``detectors`` means every built-in detector,
-    ``None`` for ``categories`` every category of each dataset."""
+    ``None`` for ``categories`` every category of each dataset. ``threshold_holdout``: the share
+    of each category's training images held out of every detector's fit, whose maps set the
+    detector's deployment threshold (pixel FPR ``target_fpr`` on them; 0: no such threshold).
+    ``size_edges``: the defect-size bins of the by-size metrics (area fractions)."""
 
     data: list[str] = field(default_factory=lambda: ["synthetic-textures"])
     categories: list[str] | None = None
@@ -49,6 +53,9 @@ class BenchConfig:
     save_maps: bool = False
     examples: int = 3
     bootstrap: int = 1000
+    threshold_holdout: float = 0.1
+    target_fpr: float = 0.01
+    size_edges: list[float] = field(default_factory=lambda: list(DEFAULT_EDGES))
     jobs: int = 1
     scheduler: str | None = None
     imports: list[str] = field(default_factory=list)
@@ -74,6 +81,9 @@ class Job:
     save_maps: bool = False
     examples: int = 3
     bootstrap: int = 1000
+    threshold_holdout: float = 0.1
+    target_fpr: float = 0.01
+    size_edges: tuple[float, ...] = DEFAULT_EDGES
 
     @property
     def key(self) -> str:
@@ -184,6 +194,21 @@ def make_config(values: dict[str, Any]) -> BenchConfig:
         values["seeds"] = parse_seeds(values["seeds"])
     if "params" in values and not isinstance(values["params"], dict):
         values["params"] = parse_params(values["params"])
+    for name, low, high in (("threshold_holdout", 0.0, 0.5), ("target_fpr", 0.0, 1.0)):
+        if values.get(name) is not None:
+            try:
+                values[name] = float(values[name])
+            except (TypeError, ValueError):
+                raise ConfigError(f"{name}: {values[name]!r} is not a number") from None
+            if not low <= values[name] <= high:
+                raise ConfigError(f"{name} must be in [{low:g}, {high:g}], got {values[name]:g}")
+    if values.get("size_edges") is not None:
+        raw = values["size_edges"]
+        try:
+            values["size_edges"] = list(check_edges([float(v) for v in parse_list(
+                raw if isinstance(raw, str) else [str(v) for v in raw], "size_edges")]))
+        except ValueError as exc:
+            raise ConfigError(f"size_edges: {str(exc).removeprefix('edges: ')}") from None
     for name, lo in (("jobs", 1), ("examples", 0), ("bootstrap", 0), ("resolution", 1)):
         if values.get(name) is not None:
             try:
@@ -256,7 +281,8 @@ def expand_jobs(config: BenchConfig) -> list[Job]:
                     jobs.append(Job(name, str(spec), dataset.name, category, seed,
                                     tuple(sorted(params.items())),
                                     json.dumps({**full, "seed": seed}, sort_keys=True, default=str),
-                                    tuple(config.imports), config.save_maps, config.examples, config.bootstrap))
+                                    tuple(config.imports), config.save_maps, config.examples, config.bootstrap,
+                                    config.threshold_holdout, config.target_fpr, tuple(config.size_edges)))
     missing = sorted(set(config.categories or ()) - seen_categories)
     if missing:
         raise ConfigError(f"--categories: {', '.join(missing)} in none of the datasets "

@@ -6,6 +6,14 @@ picklable :class:`JobResult`, so the same code runs in this process, in a worker
 Dask worker; writing the result is the store's job (:mod:`pixeval.bench.store`), done by the
 process that owns the run folder.
 
+The metrics: every metric of :func:`pixeval.metrics.evaluate`, the extended ones included; with
+``threshold_holdout`` > 0 (``pixeval bench --threshold-holdout``, default 0.1) a share of the
+training images is held out of the fit (:func:`split_holdout`), the detector's maps of them set
+its **deployment threshold** (:func:`pixeval.metrics.threshold_at_fpr` at ``target_fpr``, stored
+as ``normal_threshold`` ...), and the metrics at a threshold (``pixel_f1_at_threshold``,
+``image_f1_at_threshold`` ...) use it; and per defect-size bin (``size_edges``), P-AUPR, AUPRO
+and region recall at that threshold (else the F1-max one), named by :func:`size_metric_name`.
+
 Besides the metrics a result keeps, small enough to ship back from a remote worker:
 
 * **resamples**: every pixel and image metric on each of the job's ``bootstrap`` resamples
@@ -32,6 +40,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 import resource
 import sys
 import time
@@ -43,6 +52,7 @@ from typing import Any
 import numpy as np
 
 from pixeval.bench.jobs import Job, import_plugins
+from pixeval.metrics.by_size import BIN_TITLES, SizeReport
 from pixeval.detector import ProgressCallback
 from pixeval.registry import create_detector
 
@@ -74,7 +84,7 @@ class JobResult:
 def run_job(job: Job, progress: ProgressCallback | None = None) -> JobResult:
     """Fit, predict and score ``job``; ``progress(phase, done, total)`` hears every phase."""
     from pixeval.data import open_dataset
-    from pixeval.metrics import evaluate
+    from pixeval.metrics import evaluate, metrics_by_size, threshold_at_fpr
 
     report = progress or (lambda phase, done, total: None)
     import_plugins(job.imports)
@@ -83,7 +93,7 @@ def run_job(job: Job, progress: ProgressCallback | None = None) -> JobResult:
     if not data.train or not data.test:
         raise JobError(f"{job.dataset_name}/{job.category} has {len(data.train)} training and "
                        f"{len(data.test)} test images; a job needs both")
-    train = [s.load_image() for s in data.train]
+    train, held_out = split_holdout(job, [s.load_image() for s in data.train])
     test = [s.load_image() for s in data.test]
     masks = [s.load_mask() for s in data.test]
     report("load", 1, 1)
@@ -96,13 +106,18 @@ def run_job(job: Job, progress: ProgressCallback | None = None) -> JobResult:
     start = time.perf_counter()
     prediction = detector.predict(test, progress=progress)
     predict_seconds = time.perf_counter() - start
+    normal = (threshold_at_fpr(_checked_maps(job, detector.predict(held_out).maps, held_out), job.target_fpr)
+              if held_out else None)
+    deployment_threshold = normal.threshold if normal else None
     peak = _peak_memory_mb()
     maps = _checked_maps(job, prediction.maps, test)
     image_scores = np.asarray(prediction.image_scores, dtype=np.float64)
 
     report("score", 0, 1)
-    metric_report = evaluate(maps, masks, image_scores)
-    metrics = {k: float(v) for k, v in metric_report.to_dict().items()
+    metric_report = evaluate(maps, masks, image_scores, threshold=deployment_threshold, extended=True)
+    sizes = metrics_by_size(maps, masks, edges=job.size_edges, threshold=deployment_threshold)
+    metrics = {k: float(v) for k, v in {**metric_report.to_dict(), **(normal.to_dict() if normal else {}),
+                                        **size_metrics(sizes)}.items()
                if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)}
     threshold = metrics.get("pixel_f1_threshold", float("nan"))
     result = JobResult(
@@ -121,6 +136,45 @@ def run_job(job: Job, progress: ProgressCallback | None = None) -> JobResult:
     )
     report("score", 1, 1)
     return result
+
+
+def split_holdout(job: Job, train: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The training images to fit on and those held out to set the deployment threshold: a
+    ``job.threshold_holdout`` share (rounded, at least one) drawn with :func:`resample_seed`, so
+    every detector and seed of a category holds out the same images."""
+    held = set(holdout_indices(len(train), job.threshold_holdout, resample_seed(job)))
+    if held and len(held) == len(train):
+        raise JobError(f"{job.dataset_name}/{job.category} has {len(train)} training image(s): too few to hold "
+                       "some out for the deployment threshold; run with --threshold-holdout 0")
+    return ([image for i, image in enumerate(train) if i not in held],
+            [image for i, image in enumerate(train) if i in held])
+
+
+def holdout_indices(n_train: int, share: float, seed: int) -> list[int]:
+    """The ``round(share * n_train)`` training images (at least one when ``share > 0``) held out,
+    drawn without replacement by ``numpy.random.default_rng(seed)``, in increasing order."""
+    if share == 0:
+        return []
+    n_held = min(max(1, round(share * n_train)), n_train)
+    return sorted(np.random.default_rng(seed).choice(n_train, n_held, replace=False).tolist())
+
+
+def size_metrics(sizes: SizeReport) -> dict[str, float]:
+    """The by-size metrics as store entries named ``"<field> [size <bin>]"``
+    (:func:`size_metric_name`)."""
+    return {size_metric_name(field, size_bin.label): getattr(size_bin, field)
+            for size_bin in sizes.bins for field in BIN_TITLES}
+
+
+def size_metric_name(field: str, label: str) -> str:
+    """The results-store name of a by-size metric, e.g. ``"pixel_aupr [size < 0.1%]"``."""
+    return f"{field} [size {label}]"
+
+
+def parse_size_metric_name(name: str) -> tuple[str, str] | None:
+    """``(field, bin label)`` of a :func:`size_metric_name`; None for any other metric name."""
+    match = re.fullmatch(r"(\w+) \[size (.+)\]", name)
+    return (match[1], match[2]) if match else None
 
 
 def resampled_metrics(job: Job, maps: list[np.ndarray], masks: list[np.ndarray],

@@ -12,8 +12,9 @@ from pixeval.tables import FORMATS
 #: Command-line option -> BenchConfig field, for options that a config file may also set.
 CONFIG_OPTIONS = {"data": "data", "categories": "categories", "detectors": "detectors", "param": "params",
                   "seeds": "seeds", "backbone": "backbone", "resolution": "resolution", "device": "device",
-                  "out": "out", "save_maps": "save_maps", "examples": "examples", "bootstrap": "bootstrap", "jobs": "jobs",
-                  "scheduler": "scheduler", "imports": "imports"}
+                  "out": "out", "save_maps": "save_maps", "examples": "examples", "bootstrap": "bootstrap",
+                  "threshold_holdout": "threshold_holdout", "target_fpr": "target_fpr", "size_edges": "size_edges",
+                  "jobs": "jobs", "scheduler": "scheduler", "imports": "imports"}
 
 
 @click.command("bench")
@@ -43,6 +44,15 @@ CONFIG_OPTIONS = {"data": "data", "categories": "categories", "detectors": "dete
               help="Bootstrap resamples of each job's test images, kept for the significance test "
                    "of the ranked table (default: 1000; 0 = none, the table then falls back to a "
                    "test over categories × seeds).")
+@click.option("--threshold-holdout", type=float, metavar="SHARE",
+              help="Share of each category's training images held out of every detector's fit; the "
+                   "detector's maps of them set its deployment threshold, for the @t metrics (default: "
+                   "0.1; 0 = fit on all, no deployment threshold).")
+@click.option("--target-fpr", type=float, metavar="FPR",
+              help="Pixel FPR that the deployment threshold allows on the held-out normal images "
+                   "(default: 0.01).")
+@click.option("--size-edges", metavar="F1,F2", help="Defect-size bins of the by-size table, as shares of "
+                                                     "the image's pixels (default: 0.001,0.01).")
 @click.option("--jobs", type=int, metavar="N", help="Run N jobs at once in worker processes (default: 1); "
                                                    "progress shows a bar per running job.")
 @click.option("--scheduler", metavar="tcp://HOST:PORT",

@@ -16,9 +16,10 @@ import cv2
 import pandas as pd
 
 from pixeval.errors import InputError
+from pixeval.metrics.by_size import DEFAULT_EDGES
 from pixeval.metrics.catalogue import CATALOGUE, metric_definition, metric_title
-from pixeval.scoring import (PAIRING_LAYOUTS, Matching, ScoreOptions, attach_image_scores, match, read_pair_list,
-                             score_matching, threshold_from_folder)
+from pixeval.scoring import (PAIRING_LAYOUTS, ROW_GROUPINGS, Matching, ScoreOptions, attach_image_scores, match,
+                             read_pair_list, score_matching, threshold_from_folder)
 from pixeval.tables import FORMATS
 
 HELP_TEMPLATE = """Score anomaly maps saved as files against ground-truth masks.
@@ -40,7 +41,7 @@ The layout is detected from MASKS and printed; --layout forces one.
 \b
 The table has one row per category (or per defect type with --by defect), then
 their mean; its columns (@0.3 is --fpr-limit, @t is --threshold or the one
-set by --threshold-from):
+set by --threshold-from; AUPIMO and B- only with --extended):
 {metrics}
 Image scores are the maps' maxima unless --image-scores or the pair list gives them.
 
@@ -50,6 +51,8 @@ Examples:
   pixeval score preds/ mvtec_ad/ --by defect --format markdown -o table.md
   pixeval score preds/ ksdd2/ --threshold 0.5 --bootstrap 1000
   pixeval score preds/ mvtec_ad/ --threshold-from val_good_preds/ --target-fpr 0.01
+  pixeval score preds/ mvtec_ad/ --by size --size-edges 0.001,0.01
+  pixeval score preds/ mvtec_ad/ --extended
   pixeval score --pairs pairs.csv --format json
   pixeval score preds/ masks/ --resize --per-image images.csv
 """
@@ -76,8 +79,13 @@ HELP = HELP_TEMPLATE.format(metrics=_metric_lines())
               help="How maps pair with masks (see above).")
 @click.option("--map-suffix", metavar="EXT", help="Read only maps ending in EXT (e.g. .tiff) when PREDS holds others.")
 @click.option("--npz-key", metavar="KEY", help="Array to read from .npz maps that hold several.")
-@click.option("--by", type=click.Choice(["category", "defect"]), default="category", show_default=True,
-              help="Rows per category, or per defect type (each with its category's good images).")
+@click.option("--by", type=click.Choice(ROW_GROUPINGS), default="category", show_default=True,
+              help="Rows per category, per defect type (each with its category's good images), or per category "
+                   "and defect size bin (see --size-edges).")
+@click.option("--size-edges", metavar="F1,F2,...", default=",".join(f"{e:g}" for e in DEFAULT_EDGES),
+              show_default=True, help="With --by size: the bin edges, as shares of the image's pixels (0.001 = 0.1 %).")
+@click.option("--extended", is_flag=True,
+              help="Also AUPIMO and boundary F1 / Boundary IoU (at P-F1max's threshold and at @t); they cost more.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
               help="Output format; csv and json keep full precision.")
 @click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False),
@@ -103,7 +111,7 @@ HELP = HELP_TEMPLATE.format(metrics=_metric_lines())
               help="Write each image's metrics to this CSV: image score, pixel AP and F1-max (images with "
                    "anomalous and normal pixels), and false_positive_fraction = share of the image's normal "
                    "pixels scoring >= threshold, the threshold being --threshold or else the category's "
-                   "P-F1 threshold.")
+                   "P-F1 threshold; with --extended also its AUPIMO (empty for normal images).")
 @click.option("--resize", is_flag=True,
               help="Resize maps bilinearly to their mask's (image's) size instead of stopping with an error.")
 @click.option("--allow-missing", is_flag=True,
@@ -111,15 +119,16 @@ HELP = HELP_TEMPLATE.format(metrics=_metric_lines())
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=4, show_default=True,
               help="Threads reading files.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, layout line or summary on standard error.")
-def command(preds, masks, pairs, layout, map_suffix, npz_key, by, fmt, output, fpr_limit, threshold, threshold_from,
-            target_fpr, bootstrap, confidence, seed, image_scores, per_image, resize, allow_missing, jobs,
-            quiet) -> None:
+def command(preds, masks, pairs, layout, map_suffix, npz_key, by, size_edges, extended, fmt, output, fpr_limit,
+            threshold, threshold_from, target_fpr, bootstrap, confidence, seed, image_scores, per_image, resize,
+            allow_missing, jobs, quiet) -> None:
     if threshold_from is not None and threshold is not None:
         raise InputError("give either --threshold or --threshold-from, not both")
     if target_fpr is not None and threshold_from is None:
         raise InputError("--target-fpr sets the threshold on the normal maps of --threshold-from; give that folder too")
-    options = ScoreOptions(by=by, fpr_limit=fpr_limit, threshold=threshold, bootstrap=bootstrap, confidence=confidence,
-                           seed=seed, resize=resize, npz_key=npz_key, jobs=jobs, per_image=per_image is not None)
+    options = ScoreOptions(by=by, size_edges=_edges(size_edges), extended=extended, fpr_limit=fpr_limit,
+                           threshold=threshold, bootstrap=bootstrap, confidence=confidence, seed=seed, resize=resize,
+                           npz_key=npz_key, jobs=jobs, per_image=per_image is not None)
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # our messages name bad files
     if threshold_from is not None:
         target = 0.01 if target_fpr is None else target_fpr
@@ -148,6 +157,13 @@ def command(preds, masks, pairs, layout, map_suffix, npz_key, by, fmt, output, f
         click.echo(text, nl=False)
     elif not quiet:
         click.echo(f"wrote {output}", err=True)
+
+
+def _edges(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise InputError(f"--size-edges {text!r}: expected comma-separated numbers such as 0.001,0.01") from None
 
 
 def _matching(preds, masks, pairs, layout, map_suffix, allow_missing) -> Matching:

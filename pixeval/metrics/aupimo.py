@@ -58,6 +58,8 @@ from ._inputs import check_fpr_bounds, warn_degenerate
 from .pooled import ImagePixels, collect, smallest_at_least
 
 BOUND_RULES = ("interpolate", "nearest")
+#: The reference's FPR range ``(L, U)``.
+DEFAULT_FPR_BOUNDS = (1e-5, 1e-4)
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,7 @@ class AupimoReport:
         }
 
 
-def aupimo(score_maps, masks, *, fpr_bounds: tuple[float, float] = (1e-5, 1e-4),
+def aupimo(score_maps, masks, *, fpr_bounds: tuple[float, float] = DEFAULT_FPR_BOUNDS,
            thresholds=None, bound_rule: str = "interpolate") -> AupimoReport:
     """AUPIMO of each anomalous image: its overlap integrated over a log shared-FPR range.
 

@@ -37,6 +37,11 @@ from .ranking import Ranking, SortedScores, group_by_score
 
 DEFAULT_EDGES = (0.001, 0.01)
 
+#: :class:`SizeBin` field -> column title in every by-size table (``pixeval score --by size``,
+#: ``pixeval report``); ``{fpr_limit}`` is AUPRO's limit.
+BIN_TITLES = {"n_regions": "regions", "pixel_aupr": "P-AUPR", "aupro": "P-AUPRO@{fpr_limit}",
+              "region_recall": "region overlap@t", "region_detection_rate": "detected@t"}
+
 
 @dataclass(frozen=True)
 class SizeBin:

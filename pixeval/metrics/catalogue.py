@@ -29,7 +29,9 @@ class MetricInfo:
     highlight. ``needs_threshold``: defined only when a threshold is given
     (``evaluate(threshold=...)``, ``pixeval score --threshold``). ``optimistic``: its threshold is
     chosen on the scored data itself, so it overstates what a threshold fixed beforehand achieves;
-    tables that show it repeat its definition in their caption.
+    tables that show it repeat its definition in their caption. ``extended``: computed only when
+    asked for (``evaluate(extended=True)``, ``pixeval score --extended``; the bench always asks),
+    as it costs more than the default set (benchmarks/README.md, "Metric core").
     """
 
     name: str
@@ -38,6 +40,7 @@ class MetricInfo:
     is_threshold: bool = False
     needs_threshold: bool = False
     optimistic: bool = False
+    extended: bool = False
 
 
 CATALOGUE: tuple[MetricInfo, ...] = (
@@ -66,6 +69,27 @@ CATALOGUE: tuple[MetricInfo, ...] = (
                "pixel precision with pixels scoring >= {threshold} anomalous", needs_threshold=True),
     MetricInfo("pixel_recall_at_threshold", "P-Rec@{threshold}",
                "pixel recall with pixels scoring >= {threshold} anomalous", needs_threshold=True),
+    MetricInfo("image_f1_at_threshold", "I-F1@{threshold}",
+               "image F1 with images scoring >= {threshold} anomalous (with maxima as image scores: the images "
+               "having a pixel >= {threshold})", needs_threshold=True),
+    MetricInfo("pixel_aupimo", "AUPIMO",
+               "mean over anomalous images of AUPIMO (Bertoldo et al. 2024): the image's overlap (its share of "
+               "anomalous pixels >= t) integrated over log FPR from 1e-5 to 1e-4 and divided by log(10), the FPR "
+               "being the mean per-image FPR of the normal images", extended=True),
+    MetricInfo("boundary_f1", "B-F1",
+               "boundary F1 at the P-F1max threshold: precision and recall of predicted and true mask contour "
+               "pixels matched within 0.008 of the image diagonal (DAVIS contour measure), pooled over images; "
+               "the threshold is chosen on the scored set", optimistic=True, extended=True),
+    MetricInfo("boundary_iou", "B-IoU",
+               "Boundary IoU (Cheng et al. 2021) at the P-F1max threshold: intersection over union of the "
+               "predicted and true masks' inner bands 0.02 of the diagonal wide, pooled over images",
+               optimistic=True, extended=True),
+    MetricInfo("boundary_f1_at_threshold", "B-F1@{threshold}",
+               "boundary F1 as B-F1, with pixels scoring >= {threshold} anomalous", needs_threshold=True,
+               extended=True),
+    MetricInfo("boundary_iou_at_threshold", "B-IoU@{threshold}",
+               "Boundary IoU as B-IoU, with pixels scoring >= {threshold} anomalous", needs_threshold=True,
+               extended=True),
 )
 
 #: The catalogue by metric name.

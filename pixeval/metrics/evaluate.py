@@ -7,14 +7,16 @@ from __future__ import annotations
 import numpy as np
 
 from ._inputs import as_image_list, check_fpr_limit, check_image_scores, check_optional_threshold, warn_degenerate
+from .aupimo import DEFAULT_FPR_BOUNDS, aupimo_report
 from .bootstrap import PairedComparison, check_bootstrap_args, compare, draw_multiplicities, resampled_metric_names
+from .boundary import boundary_metrics
 from .pooled import analyse, collect, pixel_ranking, pooled_report
 from .report import MetricReport
 
 
 def evaluate(score_maps, masks, image_scores=None, *, fpr_limit: float = 0.3,
              threshold: float | None = None, bootstrap: int = 0, confidence: float = 0.95,
-             seed: int = 0) -> MetricReport:
+             seed: int = 0, extended: bool = False) -> MetricReport:
     """Evaluate score maps against ground-truth masks, exactly.
 
     Args:
@@ -28,6 +30,10 @@ def evaluate(score_maps, masks, image_scores=None, *, fpr_limit: float = 0.3,
             metric (0: none).
         confidence: the level of those intervals.
         seed: seed of the resampling.
+        extended: also the extended metrics: the mean AUPIMO of the anomalous images
+            (:func:`~pixeval.metrics.aupimo` with its default FPR range) and boundary F1 and
+            Boundary IoU (:func:`~pixeval.metrics.boundary_metrics` with its defaults) at the
+            F1-max threshold and at ``threshold``. No bootstrap intervals for these.
 
     Returns:
         A :class:`MetricReport`. Invalid input raises ``ValueError`` naming the image; a metric
@@ -55,9 +61,26 @@ def evaluate(score_maps, masks, image_scores=None, *, fpr_limit: float = 0.3,
     if image_scores is not None:
         check_image_scores(image_scores, len(maps))
     buffer, images, chunks = collect(maps, masks)
-    return pooled_report(buffer, images, chunks, image_scores=image_scores, fpr_limit=fpr_limit,
-                         threshold=threshold, bootstrap=bootstrap, confidence=confidence,
-                         seed=seed)
+    per_image_overlap = aupimo_report(images, chunks, DEFAULT_FPR_BOUNDS) if extended else None
+    report = pooled_report(buffer, images, chunks, image_scores=image_scores, fpr_limit=fpr_limit,
+                           threshold=threshold, bootstrap=bootstrap, confidence=confidence,
+                           seed=seed)
+    if extended:
+        del buffer, chunks
+        report.pixel_aupimo, report.aupimo = per_image_overlap.mean, per_image_overlap
+        report.boundary_f1, report.boundary_iou = _boundary(maps, masks, report.pixel_f1_threshold)
+        if threshold is not None:
+            report.boundary_f1_at_threshold, report.boundary_iou_at_threshold = _boundary(maps, masks, threshold)
+    return report
+
+
+def _boundary(maps, masks, threshold: float) -> tuple[float, float]:
+    """Pooled boundary F1 and Boundary IoU at ``threshold``; NaN when the threshold is (no
+    F1-max threshold on a degenerate set)."""
+    if np.isnan(threshold):
+        return np.nan, np.nan
+    report = boundary_metrics(maps, masks, threshold)
+    return report.boundary_f1, report.boundary_iou
 
 
 def aupro(score_maps, masks, fpr_limit: float = 0.3) -> float:

@@ -131,9 +131,13 @@ def build_report(ranking: Ranking, fpr_limit: float, image_values: np.ndarray,
     at_threshold = {}
     if threshold is not None:
         f1, precision, recall = threshold_scores(*threshold_counts, ranking.n_pos, ranking.n_neg)
+        flagged = image_values >= threshold
+        n_anomalous_images = int(image_labels.sum())
+        image_f1 = (2.0 * np.count_nonzero(flagged & image_labels) / (np.count_nonzero(flagged) + n_anomalous_images)
+                    if 0 < n_anomalous_images < image_labels.size else np.nan)  # the image metrics warn when not
         at_threshold = dict(threshold=float(threshold), pixel_f1_at_threshold=f1,
                             pixel_precision_at_threshold=precision,
-                            pixel_recall_at_threshold=recall)
+                            pixel_recall_at_threshold=recall, image_f1_at_threshold=image_f1)
     image_ranking = Ranking.from_flat(image_values, image_labels)
     reason = image_ranking.degenerate_reason()
     if reason is not None:

@@ -12,19 +12,24 @@ import json
 import pandas as pd
 
 from pixeval.report.ranking import (DEFAULT_METRICS, PRIMARY, RankedTable, ReportError, category_tables,
-                                    cost_table, ranked_table)
+                                    cost_table, deployment_table, ranked_table)
+from pixeval.report.sizes import size_table
 
 __all__ = ["DEFAULT_METRICS", "PRIMARY", "ReportError", "render_tables"]
 
 
 def render_tables(results: pd.DataFrame, fmt: str = "table", *, metrics=DEFAULT_METRICS,
                   primary: str = PRIMARY, per_category: bool = False) -> str:
-    """The ranked table (and, with ``per_category``, one table per category) in format ``fmt``.
+    """The ranked table, the deployment-threshold table and the by-size table (each when the
+    results hold its metrics; see :func:`~pixeval.report.ranking.deployment_table` and
+    :func:`~pixeval.report.sizes.size_table`) and, with ``per_category``, one table per category,
+    in format ``fmt``.
 
     ``results`` is a tidy table (:mod:`pixeval.bench.store`); the bootstrap samples of its jobs, for
     the p vs next column, are read from the run folders its ``run`` column names.
 
-    In ``json`` the tables form one document ``{"ranked": [...], "categories": {...}}``; in
+    In ``json`` the tables form one document ``{"ranked": [...], "deployment": {...}, "by size":
+    {...}, "categories": {...}}``; in
     ``csv`` they follow one another, each after a ``# title`` line.
     """
     from pixeval.bench.store import read_resamples
@@ -33,14 +38,16 @@ def render_tables(results: pd.DataFrame, fmt: str = "table", *, metrics=DEFAULT_
     if results.empty:
         raise ReportError("there are no finished jobs to report")
     resamples = read_resamples(results, primary)
-    tables: list[tuple[str, RankedTable]] = [("ranked", ranked_table(results, metrics, primary, resamples))]
-    if per_category:
-        tables += category_tables(results, metrics, primary)
+    ranked = ranked_table(results, metrics, primary, resamples)
+    extra = [(title, table) for title, table in (("deployment", deployment_table(results, primary, resamples)),
+                                                 ("by size", size_table(results))) if table is not None]
+    categories = category_tables(results, metrics, primary) if per_category else []
     if fmt == "json":
-        document = {"ranked": table_records(tables[0][1].frame), "caption": tables[0][1].caption,
-                    "notes": tables[0][1].notes,
-                    "categories": {title: table_records(t.frame) for title, t in tables[1:]}}
+        document = {"ranked": table_records(ranked.frame), "caption": ranked.caption, "notes": ranked.notes}
+        document |= {title: {"table": table_records(table.frame), "caption": table.caption} for title, table in extra}
+        document["categories"] = {title: table_records(table.frame) for title, table in categories}
         return json.dumps(document, indent=2) + "\n"
+    tables: list[tuple[str, RankedTable]] = [("ranked", ranked), *extra, *categories]
     parts = []
     for title, table in tables:
         text = format_table(table.frame, fmt, highlight=table.highlight, caption=table.caption,

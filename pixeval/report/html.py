@@ -1,8 +1,8 @@
 """A self-contained HTML report of bench results: one ``index.html`` with every picture embedded
 (base64 PNG), so it can be mailed or archived as one file.
 
-It shows the ranked table, the per-category tables and the cost table (as the terminal prints
-them), the definition of every metric shown (from :mod:`pixeval.metrics.catalogue`), then per
+It shows the ranked table, the deployment-threshold and by-size tables, the per-category tables
+and the cost table (as the terminal prints them), the definition of every metric shown (from :mod:`pixeval.metrics.catalogue`), then per
 category:
 
 * the pixel **PR**, **ROC** and **PRO** curves of every detector (its lowest seed), from the thinned
@@ -29,7 +29,7 @@ import pandas as pd
 from pixeval.bench.store import load_job_arrays
 from pixeval.metrics.catalogue import DEFAULT_FPR_LIMIT, metric_definition, metric_title
 from pixeval.report import render_tables
-from pixeval.report.ranking import DEFAULT_METRICS, PRIMARY
+from pixeval.report.ranking import DEFAULT_METRICS, DEPLOYMENT_METRICS, PRIMARY
 
 #: Segmentation colours (RGB): true positive, false positive, false negative.
 TP, FP, FN = (0, 170, 0), (220, 30, 30), (40, 90, 255)
@@ -59,7 +59,7 @@ def write_html(results: pd.DataFrame, out_dir: str | Path, *, metrics=DEFAULT_ME
              f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.</p>",
              "<h2>Ranking</h2>",
              f"<pre>{html.escape(tables)}</pre>",
-             _definitions([primary, *metrics])]
+             _definitions([primary, *metrics, *DEPLOYMENT_METRICS])]
     for (dataset, category), group in jobs.groupby(["dataset", "category"], sort=True):
         first_seed = group.sort_values("seed").drop_duplicates("detector")
         title = html.escape(f"{dataset}/{category}")

@@ -37,6 +37,10 @@ from pixeval.report.significance import (BOOTSTRAP, PairedTest, bootstrap_test, 
 
 #: Metrics a table shows unless told otherwise, in this order.
 DEFAULT_METRICS = ("pixel_aupr", "pixel_f1_max", "pixel_auroc", "pixel_aupro", "image_auroc")
+#: The second table's metrics, where the results hold them: at each detector's deployment
+#: threshold (set on held-out normal images by the bench), AUPIMO, and boundary accuracy.
+DEPLOYMENT_METRICS = ("pixel_f1_at_threshold", "pixel_precision_at_threshold", "pixel_recall_at_threshold",
+                      "image_f1_at_threshold", "pixel_aupimo", "boundary_f1", "boundary_iou")
 PRIMARY = "pixel_aupr"
 #: Significance level for the ``*`` in captions.
 ALPHA = 0.05
@@ -113,6 +117,26 @@ def ranked_table(results: pd.DataFrame, metrics: list[str] | tuple[str, ...] = D
     if n_cells < n_all:
         notes.append(f"{n_all - n_cells} of {n_all} cells lack results from some detector and are left out.")
     return RankedTable(frame.reset_index(), highlight, caption, notes)
+
+
+def deployment_table(results: pd.DataFrame, primary: str = PRIMARY,
+                     resamples: Resamples | None = None) -> RankedTable | None:
+    """:func:`ranked_table` of :data:`DEPLOYMENT_METRICS` (those the results hold), its caption
+    saying how each detector's threshold t was set; None when the results hold none of them."""
+    held = set(results["metric"])
+    metrics = [m for m in DEPLOYMENT_METRICS if m in held]
+    if not metrics:
+        return None
+    table = ranked_table(results, metrics, primary, resamples)
+    if "normal_threshold" in held:
+        normal = results[results["metric"].isin(["normal_images", "normal_target_fpr"])]
+        settings = normal.groupby("metric")["value"].agg(["min", "max"])
+        images, fpr = settings.loc["normal_images"], settings.loc["normal_target_fpr"]
+        count = f"{images['min']:g}" if images["min"] == images["max"] else f"{images['min']:g}-{images['max']:g}"
+        table.caption += (f" @t: at each detector's own deployment threshold t, set on its maps of the {count} "
+                          f"training images of the category held out of its fit: the lowest t whose pixel FPR "
+                          f"there is <= {fpr['max']:g} (test data never sets it).")
+    return table
 
 
 def neighbour_test(paired: pd.Series, upper: str, lower: str, resamples: Resamples) -> PairedTest:

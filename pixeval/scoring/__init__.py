@@ -28,11 +28,12 @@ Everything that cannot be scored raises :class:`~pixeval.errors.InputError` nami
 the fix; options are checked before any file is read.
 """
 
-from pixeval.scoring._compute import ScoredRow, ScoreOptions, ScoreResult, score_folder, score_matching
+from pixeval.scoring._compute import ROW_GROUPINGS, ScoredRow, ScoreOptions, ScoreResult, score_folder, score_matching
 from pixeval.scoring._normal import threshold_from_folder
 from pixeval.scoring._pairing import PAIRING_LAYOUTS, Matching, Pair, attach_image_scores, match, read_pair_list
 from pixeval.scoring._reading import LoadedPair, read_pairs
 
-__all__ = ["PAIRING_LAYOUTS", "LoadedPair", "Matching", "Pair", "ScoreOptions", "ScoreResult", "ScoredRow",
+__all__ = ["PAIRING_LAYOUTS", "ROW_GROUPINGS", "LoadedPair", "Matching", "Pair", "ScoreOptions", "ScoreResult",
+           "ScoredRow",
            "attach_image_scores", "match", "read_pair_list", "read_pairs", "score_folder", "score_matching",
            "threshold_from_folder"]

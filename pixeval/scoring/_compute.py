@@ -19,7 +19,9 @@ import numpy as np
 from tqdm import tqdm
 
 from pixeval.errors import InputError
-from pixeval.metrics import MetricReport, average_precision, evaluate, f1_max
+from pixeval.metrics import (AupimoReport, MetricReport, SizeReport, average_precision, evaluate, f1_max,
+                             metrics_by_size)
+from pixeval.metrics.by_size import DEFAULT_EDGES, check_edges
 from pixeval.scoring import _output
 from pixeval.scoring._pairing import Matching, attach_image_scores, match
 from pixeval.scoring._reading import LoadedPair, submit_reads, wait_for_reads
@@ -28,7 +30,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 #: The values of :attr:`ScoreOptions.by`.
-ROW_GROUPINGS = ("category", "defect")
+ROW_GROUPINGS = ("category", "defect", "size")
 
 
 @dataclass(frozen=True)
@@ -36,8 +38,11 @@ class ScoreOptions:
     """What to compute and how to read the files.
 
     ``by``: one row per ``"category"``, or per ``"defect"`` type (each with its category's good
-    images). ``fpr_limit``: the AUPRO integration limit. ``threshold``: also F1, precision and
-    recall at ``score >= threshold``; ``threshold_source``: where it came from, for the caption
+    images), or per category and ``"size"`` bin of the anomalous regions (bins between
+    ``size_edges``, area fractions; :func:`~pixeval.metrics.metrics_by_size`, the region
+    metrics at ``threshold`` or else the category's F1-max threshold). ``extended``: also the
+    extended metrics (AUPIMO, boundary F1 and IoU). ``fpr_limit``: the AUPRO integration limit.
+    ``threshold``: also F1, precision and recall (and image F1) at ``score >= threshold``; ``threshold_source``: where it came from, for the caption
     (e.g. set on normal maps by :func:`~pixeval.scoring.threshold_from_folder`). ``bootstrap``,
     ``confidence``, ``seed``: bootstrap intervals over images (0 resamples: none). ``resize``:
     resize maps bilinearly to their mask's size instead of refusing them. ``npz_key``: the array
@@ -49,6 +54,8 @@ class ScoreOptions:
     """
 
     by: str = "category"
+    size_edges: tuple[float, ...] = DEFAULT_EDGES
+    extended: bool = False
     fpr_limit: float = 0.3
     threshold: float | None = None
     threshold_source: str | None = None
@@ -71,6 +78,10 @@ class ScoreOptions:
             (0 < self.confidence < 1, f"confidence={self.confidence!r}: expected a number in (0, 1)"),
             (int(self.jobs) == self.jobs and self.jobs >= 1, f"jobs={self.jobs!r}: expected a whole number >= 1"),
         ]
+        try:
+            object.__setattr__(self, "size_edges", check_edges(self.size_edges))
+        except ValueError as exc:
+            checks.append((False, f"size_edges={self.size_edges!r}: {str(exc).removeprefix('edges: ')}"))
         problems = [message for ok, message in checks if not ok]
         if problems:
             raise InputError("; ".join(problems))
@@ -78,11 +89,13 @@ class ScoreOptions:
 
 @dataclass
 class ScoredRow:
-    """One table row: its category, defect (``None`` when rows are categories) and report."""
+    """One table row: its category, defect (``None`` when rows are categories) and report, and
+    with ``by="size"`` the category's metrics per size bin."""
 
     category: str
     defect: str | None
     report: MetricReport
+    sizes: SizeReport | None = None
 
 
 @dataclass
@@ -121,7 +134,8 @@ def score_folder(preds: str | Path, masks: str | Path, *, layout: str = "auto", 
                  allow_missing: bool = False, image_scores: str | Path | None = None, by: str = "category",
                  fpr_limit: float = 0.3, threshold: float | None = None, bootstrap: int = 0,
                  confidence: float = 0.95, seed: int = 0, resize: bool = False, npz_key: str | None = None,
-                 jobs: int = 4, per_image: bool = False, progress: bool = False) -> ScoreResult:
+                 jobs: int = 4, per_image: bool = False, extended: bool = False,
+                 size_edges: tuple[float, ...] = DEFAULT_EDGES, progress: bool = False) -> ScoreResult:
     """Score the maps under ``preds`` against the ground truth at ``masks``: ``pixeval score`` as
     a function.
 
@@ -138,7 +152,7 @@ def score_folder(preds: str | Path, masks: str | Path, *, layout: str = "auto", 
     """
     options = ScoreOptions(by=by, fpr_limit=fpr_limit, threshold=threshold, bootstrap=bootstrap,
                            confidence=confidence, seed=seed, resize=resize, npz_key=npz_key, jobs=jobs,
-                           per_image=per_image)
+                           per_image=per_image, extended=extended, size_edges=size_edges)
     matching = match(preds, masks, layout=layout, map_suffix=map_suffix, allow_missing=allow_missing)
     if image_scores is not None:
         matching = attach_image_scores(matching, image_scores)
@@ -178,6 +192,8 @@ def score_matching(matching: Matching, options: ScoreOptions | None = None, *, p
             resized += sum(item.resized for item in loaded)
             category_rows = [ScoredRow(category, defect, evaluate_set(items, options, _where(category, defect), notes))
                              for defect, items in groups_of(loaded, options.by)]
+            if options.by == "size":
+                category_rows[0].sizes = sizes_of(loaded, options, category, notes)
             rows += category_rows
             counts["images"] += len(loaded)
             counts["anomalous_images"] += sum(bool(item.mask.any()) for item in loaded)
@@ -185,12 +201,10 @@ def score_matching(matching: Matching, options: ScoreOptions | None = None, *, p
             counts["anomalous_pixels"] += sum(int(np.count_nonzero(item.mask)) for item in loaded)
             counts["regions"] += sum(row.report.n_regions for row in category_rows)  # good images have none
             if options.per_image:
-                threshold = options.threshold
-                if threshold is None:
-                    whole = category_rows[0].report if options.by == "category" else \
-                        evaluate_set(loaded, options, _where(category, None), [])
-                    threshold = whole.pixel_f1_threshold
-                image_rows += per_image_rows(loaded, threshold)
+                whole = category_rows[0].report if options.by != "defect" else \
+                    evaluate_set(loaded, options, _where(category, None), [])
+                threshold = options.threshold if options.threshold is not None else whole.pixel_f1_threshold
+                image_rows += per_image_rows(loaded, threshold, whole.aupimo)
             metric_seconds += time.perf_counter() - middle
             read_seconds += middle - start
     if counts["anomalous_pixels"] == 0:
@@ -210,10 +224,11 @@ def _where(category: str, defect: str | None) -> str:
 
 
 def groups_of(loaded: list[LoadedPair], by: str) -> list[tuple[str | None, list[LoadedPair]]]:
-    """The image sets of one category's rows: the whole category (``by="category"``), or one set
+    """The image sets of one category's rows: the whole category (``by="category"`` or
+    ``"size"``), or one set
     per defect type other than ``good``, each together with the category's good images, so every
     row has normal images for its image metrics and normal pixels from normal images."""
-    if by == "category":
+    if by != "defect":
         return [(None, loaded)]
     good = [item for item in loaded if item.defect == "good"]
     defects = dict.fromkeys(item.defect for item in loaded if item.defect != "good")
@@ -224,22 +239,37 @@ def evaluate_set(items: list[LoadedPair], options: ScoreOptions, where: str, not
     """:func:`pixeval.metrics.evaluate` on ``items``; its warnings become ``notes`` naming ``where``."""
     given = [item.pair.image_score for item in items]
     image_scores = np.array(given, dtype=np.float64) if None not in given else None
+    return _noted(lambda: evaluate([item.scores for item in items], [item.mask for item in items], image_scores,
+                                   fpr_limit=options.fpr_limit, threshold=options.threshold,
+                                   bootstrap=options.bootstrap, confidence=options.confidence, seed=options.seed,
+                                   extended=options.extended), where, notes)
+
+
+def sizes_of(items: list[LoadedPair], options: ScoreOptions, where: str, notes: list[str]) -> SizeReport:
+    """:func:`pixeval.metrics.metrics_by_size` on ``items``; its warnings become ``notes``."""
+    return _noted(lambda: metrics_by_size([item.scores for item in items], [item.mask for item in items],
+                                          edges=options.size_edges, threshold=options.threshold,
+                                          fpr_limit=options.fpr_limit), where, notes)
+
+
+def _noted(compute, where: str, notes: list[str]):
+    """``compute()``, its warnings appended to ``notes`` (naming ``where``) and a ``ValueError``
+    raised as an :class:`~pixeval.errors.InputError` naming it."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            report = evaluate([item.scores for item in items], [item.mask for item in items], image_scores,
-                              fpr_limit=options.fpr_limit, threshold=options.threshold,
-                              bootstrap=options.bootstrap, confidence=options.confidence, seed=options.seed)
+            result = compute()
         except ValueError as exc:
             raise InputError(f"cannot score {where}: {exc}") from None
     notes += [f"{where}: {message}" for message in dict.fromkeys(str(w.message) for w in caught)]
-    return report
+    return result
 
 
-def per_image_rows(items: list[LoadedPair], threshold: float) -> list[dict]:
-    """Each image's own metrics (see ``pixeval score --help``, option ``--per-image``)."""
+def per_image_rows(items: list[LoadedPair], threshold: float, aupimo: AupimoReport | None = None) -> list[dict]:
+    """Each image's own metrics (see ``pixeval score --help``, option ``--per-image``), with its
+    AUPIMO when ``aupimo`` (the category's) is given."""
     rows = []
-    for item in items:
+    for index, item in enumerate(items):
         scores, labels = item.scores.ravel(), item.mask.ravel()
         n_anomalous = int(np.count_nonzero(labels))
         n_normal = labels.size - n_anomalous
@@ -251,5 +281,6 @@ def per_image_rows(items: list[LoadedPair], threshold: float) -> list[dict]:
                      else float(item.scores.max()),
                      "pixels": labels.size, "anomalous_pixels": n_anomalous, "pixel_ap": ap, "pixel_f1_max": f1,
                      "threshold": threshold,
-                     "false_positive_fraction": false_positives / n_normal if n_normal else np.nan})
+                     "false_positive_fraction": false_positives / n_normal if n_normal else np.nan}
+                    | ({"aupimo": aupimo.per_image[index]} if aupimo is not None else {}))
     return rows

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import zlib
 from pathlib import Path
 
 import cv2
@@ -43,6 +44,15 @@ def _write_category(root: Path, name: str, rng: np.random.Generator) -> None:
                                   0, 255).astype(np.uint8)
         save(root / name / "test" / "spot" / f"{i:03d}.png", image)
         save(root / name / "ground_truth" / "spot" / f"{i:03d}_mask.png", mask)
+
+
+def bench_split(root: Path, category: str, train: list, holdout: float = 0.1) -> tuple[list, list]:
+    """The training images a bench job fits on and those it holds out for the deployment threshold
+    (the images ``holdout_indices`` draws with the category's seed)."""
+    from pixeval.bench.runner import holdout_indices
+
+    held = holdout_indices(len(train), holdout, zlib.crc32(f"{root.name}/{category}".encode()))
+    return [x for i, x in enumerate(train) if i not in held], [train[i] for i in held]
 
 
 @pytest.fixture(scope="session")

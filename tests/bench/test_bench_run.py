@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import tifffile
 from click.testing import CliRunner
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
 from pixeval import Detector, create_detector, register_detector
 from pixeval.bench import RunStore, executors, make_config, run_bench
@@ -23,18 +23,29 @@ from pixeval.bench.jobs import ConfigError
 from pixeval.cli import main
 from pixeval.data import open_dataset
 
+from conftest import bench_split
+
 
 def bench_args(root: Path, out: Path, *extra: str) -> list[str]:
     return ["bench", "--data", f"mvtec:{root}", "--detectors", "tiny_zscore,tiny_blur", "--import",
             "tiny_detectors", "--out", str(out), "--no-progress", *extra]
 
 
-def reference_maps(name: str, root: Path, category: str, **params):
-    """Maps of a detector fitted outside the bench, with the category's masks."""
+def reference_maps(name: str, root: Path, category: str, holdout: float = 0.1, **params):
+    """Maps of a detector fitted outside the bench (on the training images the bench does not
+    hold out), with the category's masks; and the maps of the held-out images."""
     data = open_dataset(f"mvtec:{root}").load_category(category)
-    detector = create_detector(name, params).fit([s.load_image() for s in data.train])
+    fit_on, held = bench_split(root, category, [s.load_image() for s in data.train], holdout)
+    detector = create_detector(name, params).fit(fit_on)
     maps = detector.predict([s.load_image() for s in data.test]).maps
-    return maps, [s.load_mask() for s in data.test], data.test
+    held_maps = detector.predict(held).maps if held else []
+    return maps, [s.load_mask() for s in data.test], data.test, held_maps
+
+
+def lowest_threshold_at_fpr(normal_maps, target):
+    """The lowest score value whose share of normal pixels scoring >= it is <= target, plainly."""
+    scores = np.concatenate([m.ravel() for m in normal_maps])
+    return min(v for v in np.unique(scores) if np.mean(scores >= v) <= target)
 
 
 def test_tiny_bench_end_to_end(tiny_mvtec, tmp_path):
@@ -48,15 +59,24 @@ def test_tiny_bench_end_to_end(tiny_mvtec, tmp_path):
 
     aupr = {}
     for name in ("tiny_zscore", "tiny_blur"):
-        maps, masks, _ = reference_maps(name, tiny_mvtec, "tiles")
+        maps, masks, _, held_maps = reference_maps(name, tiny_mvtec, "tiles")
         scores = np.concatenate([m.ravel() for m in maps])
         labels = np.concatenate([m.ravel() for m in masks])
         rows = table[table["detector"] == name].set_index("metric")["value"]
         aupr[name] = average_precision_score(labels, scores)
         assert rows["pixel_aupr"] == pytest.approx(aupr[name], abs=1e-12)
         assert rows["pixel_auroc"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+        # the deployment threshold: set on the one held-out training image (10 % of 8), at FPR 1 %
+        t = lowest_threshold_at_fpr(held_maps, 0.01)
+        assert len(held_maps) == rows["normal_images"] == 1 and rows["normal_threshold"] == pytest.approx(t, abs=0)
+        predicted = scores >= t
+        assert rows["pixel_f1_at_threshold"] == pytest.approx(f1_score(labels, predicted), abs=1e-12)
+        assert rows["image_f1_at_threshold"] == pytest.approx(
+            f1_score([m.any() for m in masks], [m.max() >= t for m in maps]), abs=1e-12)
+        assert {"pixel_aupimo", "boundary_f1", "boundary_iou", "boundary_f1_at_threshold",
+                "pixel_aupr [size >= 1%]", "region_recall [size < 0.1%]"} <= set(rows.index)
         meta = table[table["detector"] == name].iloc[0]
-        assert meta["n_test"] == len(maps) and meta["peak_memory_mb"] > 0
+        assert meta["n_test"] == len(maps) and meta["n_train"] == 7 and meta["peak_memory_mb"] > 0
         assert json.loads(meta["versions"])["numpy"] == np.__version__
 
     # the printed table ranks the better P-AUPR first
@@ -68,7 +88,7 @@ def test_saved_maps_mirror_the_test_set_and_rescore(tiny_mvtec, tmp_path):
     out = tmp_path / "run"
     run_bench(make_config({"data": f"mvtec:{tiny_mvtec}", "detectors": "tiny_blur", "categories": "tiles",
                            "out": str(out), "save_maps": True}))
-    maps, masks, samples = reference_maps("tiny_blur", tiny_mvtec, "tiles")
+    maps, masks, samples, _ = reference_maps("tiny_blur", tiny_mvtec, "tiles")
     root = out / "maps" / "tiny_blur" / tiny_mvtec.name / "seed0"
     for score_map, sample in zip(maps, samples):
         saved = tifffile.imread(root / "tiles" / "test" / f"{sample.image_id}.tiff")

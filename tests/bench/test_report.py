@@ -221,7 +221,7 @@ def test_html_page_renders_in_headless_chromium(chromium, two_runs, tmp_path):
     write_html(pd.concat([pd.read_csv(run / "results.csv") for run in two_runs]), tmp_path)
     page = tmp_path / "index.html"
     shot = tmp_path / "shot.png"
-    run_chromium(chromium, tmp_path / "profile-shot", f"--screenshot={shot}", "--window-size=1400,2000",
+    run_chromium(chromium, tmp_path / "profile-shot", f"--screenshot={shot}", "--window-size=1400,4000",
                  page.as_uri())
     picture = cv2.imread(str(shot))
     # the figures were painted: a page of text alone shows a few hundred colours (greys of
@@ -235,3 +235,37 @@ def test_html_page_renders_in_headless_chromium(chromium, two_runs, tmp_path):
         "imgs.filter(i => !(i.complete && i.naturalWidth > 0)).length + '</p>'); });</script></body>")))
     dom = run_chromium(chromium, tmp_path / "profile-probe", "--dump-dom", probe.as_uri())
     assert "images=4 broken=0" in dom, dom[-500:]
+
+
+def test_deployment_and_size_tables_average_what_the_bench_stored(random_results):
+    rng = np.random.default_rng(5)
+    size_metrics = [f"{field} [size {label}]" for label in ("< 1%", ">= 1%")
+                    for field in ("pixel_aupr", "aupro", "region_recall", "n_regions")]
+    for key, metrics in random_results.items():
+        metrics |= {m: float(rng.uniform()) for m in ("pixel_f1_at_threshold", "image_f1_at_threshold",
+                                                       "pixel_aupimo", "boundary_f1")}
+        metrics |= {m: float(rng.integers(1, 5)) if m.startswith("n_regions") else float(rng.uniform())
+                    for m in size_metrics}
+        metrics |= {"normal_threshold": 0.5, "normal_images": 6.0, "normal_target_fpr": 0.01}
+    document = json.loads(render_tables(tidy(random_results), "json", metrics=METRICS))
+    cells = [(c, s) for c in ("a", "b", "c") for s in (0, 1)]
+
+    def mean(detector, metric):
+        return np.mean([random_results[(detector, c, s)][metric] for c, s in cells])
+
+    deployment = {row["detector"]: row for row in document["deployment"]["table"]}
+    assert deployment["middle"]["P-F1@t"] == pytest.approx(mean("middle", "pixel_f1_at_threshold"))
+    assert deployment["weak"]["AUPIMO"] == pytest.approx(mean("weak", "pixel_aupimo"))
+    assert "B-IoU" not in deployment["weak"]  # not in these results
+    assert "held out of its fit" in document["deployment"]["caption"] and "<= 0.01" in document["deployment"]["caption"]
+    by_size = document["by size"]["table"]
+    assert list(by_size[0]) == ["detector", "< 1% P-AUPR", "< 1% P-AUPRO@0.3", "< 1% region overlap@t",
+                                ">= 1% P-AUPR", ">= 1% P-AUPRO@0.3", ">= 1% region overlap@t"]
+    row = {r["detector"]: r for r in by_size}["good"]
+    assert row[">= 1% region overlap@t"] == pytest.approx(mean("good", "region_recall [size >= 1%]"))
+    regions = sum(random_results[(d, c, 0)]["n_regions [size < 1%]"] for d, c in [("good", c) for c in "abc"])
+    assert f"< 1%: {regions:g} regions" in document["by size"]["caption"]
+    # runs made before the bench kept these metrics: the ranked table alone
+    older = tidy({key: {m: values[m] for m in METRICS} for key, values in random_results.items()})
+    assert set(json.loads(render_tables(older, "json", metrics=METRICS))) == {"ranked", "caption", "notes",
+                                                                               "categories"}

@@ -21,6 +21,7 @@ from pixeval import create_detector
 from pixeval.report.ranking import ranked_table
 from pixeval.report.significance import bootstrap_test, sign_flip_test
 
+from conftest import bench_split
 from test_report import METRICS, random_results, tidy  # noqa: F401  (random_results is a fixture)
 
 DETECTORS = ("tiny_blur", "tiny_zscore")
@@ -49,7 +50,8 @@ def test_stored_resamples_are_the_metrics_on_resamples_shared_by_all_detectors(o
     seed = zlib.crc32(f"{tiny_mvtec.name}/tiles".encode())
     table = read_runs([one_seed_run])
     for name in DETECTORS:
-        detector = create_detector(name, {}).fit([s.load_image() for s in data.train])
+        detector = create_detector(name, {}).fit(bench_split(tiny_mvtec, "tiles",
+                                                             [s.load_image() for s in data.train])[0])
         prediction = detector.predict([s.load_image() for s in data.test])
         # the same call with the seed of the category alone reproduces the stored samples
         expected = bootstrap_samples(prediction.maps, masks, image_scores=prediction.image_scores,

@@ -6,9 +6,10 @@ import warnings
 import numpy as np
 import pytest
 from scipy import ndimage
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
-from pixeval.metrics import DegenerateInputWarning, MetricReport, evaluate, paired_bootstrap
+from pixeval.metrics import (DegenerateInputWarning, MetricReport, aupimo, boundary_metrics, evaluate,
+                             paired_bootstrap)
 
 import _metrics_reference as reference
 
@@ -83,6 +84,28 @@ def test_threshold_metrics():
     assert report.pixel_recall_at_threshold == tp / masks.sum()
     assert report.pixel_f1_at_threshold == pytest.approx(
         2 * tp / (predicted.sum() + masks.sum()), abs=1e-15)
+    labels, flagged = masks.any(axis=(1, 2)), maps.max(axis=(1, 2)) >= t
+    assert report.image_f1_at_threshold == pytest.approx(f1_score(labels, flagged), abs=1e-15)
+    assert evaluate(maps, masks).image_f1_at_threshold is None
+
+
+def test_extended_metrics_are_those_of_aupimo_and_boundary_metrics():
+    maps, masks = make_set(n_images=12, shape=(200, 100), levels=0)  # 120,000 normal pixels: FPR 1e-5 reachable
+    t = 0.9
+    plain = evaluate(maps, masks, threshold=t)
+    report = evaluate(maps, masks, threshold=t, extended=True)
+    assert report.pixel_aupimo == aupimo(maps, masks).mean
+    at_f1_max = boundary_metrics(maps, masks, plain.pixel_f1_threshold)
+    at_t = boundary_metrics(maps, masks, t)
+    assert (report.boundary_f1, report.boundary_iou) == (at_f1_max.boundary_f1, at_f1_max.boundary_iou)
+    assert (report.boundary_f1_at_threshold, report.boundary_iou_at_threshold) == (at_t.boundary_f1,
+                                                                                   at_t.boundary_iou)
+    assert report.aupimo.to_dict().items() <= report.to_dict().items()
+    extended = ("boundary_f1", "boundary_iou", "boundary_f1_at_threshold", "boundary_iou_at_threshold",
+                *report.aupimo.to_dict())
+    assert {k: v for k, v in report.to_dict().items() if k not in extended} == \
+        {k: v for k, v in plain.to_dict().items() if k not in extended}
+    assert plain.pixel_aupimo is None and plain.aupimo is None and plain.boundary_f1 is None
 
 
 def test_threshold_between_float32_values():
