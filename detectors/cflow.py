@@ -143,7 +143,10 @@ class CFlow(BackboneDetector):
       training images in batches of 32 (reshuffled, incomplete last batch dropped; one batch of
       all images when there are fewer); per batch and level, the fibres are shuffled and each run
       of 256 is one step. Learning rate: linear warm-up from lr/10 over 2 meta-epochs, then a
-      cosine over the meta-epochs down to lr·10⁻³.
+      cosine over the meta-epochs down to lr·10⁻³. One Adam spans the three decoders, and a step
+      on one level's fibres zeroes the other decoders' gradients rather than clearing them, so
+      Adam still moves those by their momentum, as the reference did on the torch it was written
+      for (torch 2's ``zero_grad`` clears by default, and Adam then skips them).
     * Map: per level ``exp(ℓ − m_l)``, ``m_l`` the largest ℓ of the level over the *training*
       fibres after training, in float64; up-sampled bilinearly (``align_corners=True``) to
       ``resolution``; summed over levels; negated; resized bilinearly to the image. No blur.
@@ -261,7 +264,7 @@ class CFlow(BackboneDetector):
             index = order[start:start + FIBRE_BATCH]
             z, log_det = decoder(vectors[index].to(device), conditions[index].to(device))
             loss = F.softplus(-log_likelihood_per_dim(z, log_det)).mean()
-            optimiser.zero_grad()
+            optimiser.zero_grad(set_to_none=False)  # as the reference's torch did: see the class docstring
             loss.backward()
             optimiser.step()
 
