@@ -285,10 +285,11 @@ def efficientnet_lite0_network(weights: str | os.PathLike | None = None) -> Effi
 
 def _efficientnet_backbone(net: EfficientNetLite0) -> Backbone:
     layers = ("blocks.2", "blocks.4", "blocks.10")
-    stages = [("stem", nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6()))] + [(f"blocks.{i}", net._blocks[i]) for i in range(15)]
-    # blocks.14 ends the stride-32 stage: CFLOW-AD's deepest level (ResNet layer4's counterpart)
-    return Backbone("efficientnet_lite0", stages, layers, dict(zip(layers + ("blocks.14",), (24, 40, 112, 192))),
-                    dict(zip(layers + ("blocks.14",), (4, 8, 16, 32))))
+    stages = ([("stem", nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6()))]
+              + [(f"blocks.{i}", net._blocks[i]) for i in range(15)])
+    named = layers + ("blocks.14",)  # blocks.14 ends the stride-32 stage: CFLOW-AD's deepest level
+    return Backbone("efficientnet_lite0", stages, layers, dict(zip(named, (24, 40, 112, 192))),
+                    dict(zip(named, (4, 8, 16, 32))))
 
 
 # --------------------------------------------------------------------------- tiny

@@ -8,22 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from detectors.cflow import (PRESETS, CFlow, learning_rate, log_likelihood_per_dim, positional_encoding)
+from detectors.cflow import PRESETS, CFlow, learning_rate, log_likelihood_per_dim, positional_encoding
 from pixeval import ParamError, get_detector, load_detector
 from pixeval.data.synthetic import generate_category
 from pixeval.testing import check_detector
 
+from textures import texture_images
+
 TINY = dict(backbone="tiny", resolution=32, meta_epochs=2, sub_epochs=1, coupling_blocks=2, train_batch=4)
-
-
-def _images(n=6, seed=0, shape=(40, 48)):
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:shape[0], 0:shape[1]]
-    out = []
-    for _ in range(n):
-        base = 120 + 60 * np.sin(x / 3 + rng.uniform(0, 6)) * np.cos(y / 4)
-        out.append(np.clip(base[..., None] + rng.normal(0, 12, shape + (3,)), 0, 255).astype(np.uint8))
-    return out
 
 
 def test_positional_encoding_matches_a_plain_loop():
@@ -72,9 +64,9 @@ def test_keeps_the_detector_contract():
 
 
 def test_maps_do_not_depend_on_the_other_test_images_and_survive_save_and_load(tmp_path):
-    images = _images(6)
+    images = texture_images(6)
     detector = CFlow(**TINY, seed=1).fit(images)
-    test = _images(3, seed=4) + _images(1, seed=5, shape=(30, 20))
+    test = texture_images(3, seed=4) + texture_images(1, seed=5, shape=(30, 20))
     together = detector.predict(test)
     alone = [detector.predict([image]).maps[0] for image in test]
     # no statistic of the test set enters a map: alone or together, the same up to float rounding

@@ -10,17 +10,9 @@ from pixeval import get_detector, load_detector
 from pixeval.data.synthetic import generate_category
 from pixeval.testing import check_detector
 
+from textures import texture_images
+
 TINY = dict(backbone="tiny", resolution=32, epochs=2, flow_steps=2, train_batch=4)
-
-
-def _images(n=6, seed=0, shape=(40, 48)):
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:shape[0], 0:shape[1]]
-    out = []
-    for _ in range(n):
-        base = 120 + 60 * np.sin(x / 3 + rng.uniform(0, 6)) * np.cos(y / 4)
-        out.append(np.clip(base[..., None] + rng.normal(0, 12, shape + (3,)), 0, 255).astype(np.uint8))
-    return out
 
 
 def test_loss_is_the_batch_mean_negative_log_likelihood_without_its_constant():
@@ -74,7 +66,7 @@ def test_keeps_the_detector_contract():
 
 
 def test_training_lowers_the_loss_and_a_saved_detector_predicts_the_same_maps(tmp_path):
-    images = _images(8)
+    images = texture_images(8)
     detector = FastFlow(**TINY, seed=1)
     levels = detector.levels(images)
     with torch.no_grad():
@@ -83,7 +75,7 @@ def test_training_lowers_the_loss_and_a_saved_detector_predicts_the_same_maps(tm
     with torch.no_grad():
         after = float(fastflow_loss(detector.model(levels)))
     assert after < before
-    test = _images(2, seed=5) + _images(1, seed=6, shape=(30, 20))
+    test = texture_images(2, seed=5) + texture_images(1, seed=6, shape=(30, 20))
     prediction = detector.predict(test)
     assert [m.shape for m in prediction.maps] == [(40, 48), (40, 48), (30, 20)]
     assert np.allclose(prediction.image_scores, [m.max() for m in prediction.maps])

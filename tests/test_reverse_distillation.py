@@ -8,30 +8,18 @@ import torch
 
 from detectors.backbones import load_backbone
 from detectors.features import extract_features
-from detectors.reverse_distillation import (
-    PRESETS,
-    OneClassBottleneck,
-    ReverseDistillation,
-    StudentDecoder,
-    build_student,
-    distillation_loss,
-    level_distance_sum,
-    train_student,
-)
+from detectors.reverse_distillation import (PRESETS, OneClassBottleneck, ReverseDistillation, StudentDecoder,
+                                            build_student, distillation_loss, level_distance_sum, train_student)
 from pixeval import ParamError, load_detector
 from pixeval.testing import check_detector
+
+from textures import texture_images
 
 TINY = dict(backbone="tiny", resolution=32, epochs=2, seed=3)
 
 
 def _images(n=6, seed=0, shape=(32, 32)):
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:shape[0], 0:shape[1]]
-    out = []
-    for _ in range(n):
-        base = 120 + 60 * np.sin(x / 3 + rng.uniform(0, 6)) * np.cos(y / 4)
-        out.append(np.clip(base[..., None] + rng.normal(0, 12, shape + (3,)), 0, 255).astype(np.uint8))
-    return out
+    return texture_images(n, seed, shape)
 
 
 def _levels(seed=0, n=3, channels=(4, 6, 8), size=16):
