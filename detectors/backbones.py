@@ -181,14 +181,15 @@ def _torchvision_backbone(name: str, weights: str | os.PathLike | None) -> Backb
     if name == "vgg19_bn":
         layers = ("features.25", "features.38", "features.52")
         stages = [(f"features.{i}", net.features[i]) for i in range(53)]
-        channels, strides = (256, 512, 512), (4, 8, 32)
+        named, channels, strides = layers, (256, 512, 512), (4, 8, 32)
     else:
         layers = ("layer1", "layer2", "layer3")
         stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
-        stages = [("stem", stem), ("layer1", net.layer1), ("layer2", net.layer2), ("layer3", net.layer3)]
-        channels = (64, 128, 256) if name == "resnet18" else (256, 512, 1024)
-        strides = (4, 8, 16)
-    return Backbone(name, stages, layers, dict(zip(layers, channels)), dict(zip(layers, strides)))
+        stages = [("stem", stem), ("layer1", net.layer1), ("layer2", net.layer2), ("layer3", net.layer3),
+                  ("layer4", net.layer4)]
+        channels = (64, 128, 256, 512) if name == "resnet18" else (256, 512, 1024, 2048)
+        named, strides = layers + ("layer4",), (4, 8, 16, 32)  # layer4: CFLOW-AD's deepest level
+    return Backbone(name, stages, layers, dict(zip(named, channels)), dict(zip(named, strides)))
 
 
 # --------------------------------------------------------------------------- EfficientNet-Lite0
@@ -284,9 +285,11 @@ def efficientnet_lite0_network(weights: str | os.PathLike | None = None) -> Effi
 
 def _efficientnet_backbone(net: EfficientNetLite0) -> Backbone:
     layers = ("blocks.2", "blocks.4", "blocks.10")
-    stages = [("stem", nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6()))] + [(f"blocks.{i}", net._blocks[i]) for i in range(11)]
-    return Backbone("efficientnet_lite0", stages, layers, dict(zip(layers, (24, 40, 112))),
-                    dict(zip(layers, (4, 8, 16))))
+    stages = ([("stem", nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6()))]
+              + [(f"blocks.{i}", net._blocks[i]) for i in range(15)])
+    named = layers + ("blocks.14",)  # blocks.14 ends the stride-32 stage: CFLOW-AD's deepest level
+    return Backbone("efficientnet_lite0", stages, layers, dict(zip(named, (24, 40, 112, 192))),
+                    dict(zip(named, (4, 8, 16, 32))))
 
 
 # --------------------------------------------------------------------------- tiny

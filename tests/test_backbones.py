@@ -58,9 +58,10 @@ def test_efficientnet_lite0_classifies_the_cat():
 def test_feature_shapes_channels_and_strides(name, random_torchvision_weights):
     backbone = _load(name, random_torchvision_weights)
     assert len(backbone.feature_layers) == 3
+    assert set(backbone.feature_layers) <= set(backbone.channels)
     with torch.inference_mode():
-        features = backbone(torch.randn(2, 3, 64, 96))
-    assert list(features) == list(backbone.feature_layers)
+        assert list(backbone(torch.randn(1, 3, 64, 96))) == list(backbone.feature_layers)
+        features = backbone(torch.randn(2, 3, 64, 96), list(backbone.channels))  # every layer it declares
     previous_stride = 1
     for layer, f in features.items():
         stride = backbone.strides[layer]

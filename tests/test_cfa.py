@@ -11,15 +11,7 @@ from detectors.cfa.training import train_heads
 from pixeval import ParamError, get_detector
 from pixeval.testing import check_detector
 
-
-def _images(n=6, seed=0, shape=(40, 48)):
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:shape[0], 0:shape[1]]
-    out = []
-    for _ in range(n):
-        base = 120 + 60 * np.sin(x / 3 + rng.uniform(0, 6)) * np.cos(y / 4)
-        out.append(np.clip(base[..., None] + rng.normal(0, 12, shape + (3,)), 0, 255).astype(np.uint8))
-    return out
+from textures import texture_images
 
 
 def test_fuse_levels_is_3x3_mean_with_zero_padding_then_bilinear_upsampling():
@@ -128,7 +120,7 @@ def test_feature_cache_on_disk_equals_the_one_in_memory():
     from detectors.backbones import load_backbone
 
     backbone = load_backbone("tiny")
-    images = _images(3)
+    images = texture_images(3)
     in_memory = fused_features(backbone, images, 32, batch_size=2)
     on_disk = fused_features(backbone, images, 32, batch_size=2, max_memory_bytes=0)
     assert in_memory.dtype == on_disk.dtype == torch.float16
@@ -154,8 +146,8 @@ def test_keeps_the_detector_contract():
 @pytest.mark.slow
 def test_image_score_is_the_maps_maximum_and_predict_needs_fit():
     params = dict(backbone="tiny", resolution=32, epochs=2, gamma_c=2, seed=5)
-    images = _images(6)
-    prediction = CFA(**params).fit(images).predict(images[:2] + [_images(1, seed=9, shape=(30, 20))[0]])
+    images = texture_images(6)
+    prediction = CFA(**params).fit(images).predict(images[:2] + [texture_images(1, seed=9, shape=(30, 20))[0]])
     assert np.allclose(prediction.image_scores, [m.max() for m in prediction.maps])
     with pytest.raises(RuntimeError, match="not fitted"):
         CFA(**params).predict(images)
@@ -163,9 +155,9 @@ def test_image_score_is_the_maps_maximum_and_predict_needs_fit():
 
 @pytest.mark.slow
 def test_an_anomaly_scores_higher_than_normal_texture():
-    images = _images(8, shape=(48, 48))
+    images = texture_images(8, shape=(48, 48))
     det = CFA(backbone="tiny", resolution=48, epochs=3, gamma_c=1, sigma=1.0).fit(images)
-    test = _images(1, seed=11, shape=(48, 48))[0].copy()
+    test = texture_images(1, seed=11, shape=(48, 48))[0].copy()
     test[16:32, 16:32] = [255, 0, 0]
     m = det.predict([test]).maps[0]
     inside = np.zeros((48, 48), bool)

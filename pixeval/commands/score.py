@@ -44,6 +44,11 @@ their mean; its columns (@0.3 is --fpr-limit, @t is --threshold or the one
 set by --threshold-from; AUPIMO and B- only with --extended):
 {metrics}
 Image scores are the maps' maxima unless --image-scores or the pair list gives them.
+With --by size the table has one row per category and defect-size bin instead:
+the bin's regions, P-AUPR and P-AUPRO of its anomalous pixels against all normal
+pixels, the mean overlap of its regions at t and the share detected (overlap >=
+0.5), t being --threshold (or --threshold-from's) or else the category's P-F1max
+threshold.
 
 \b
 Examples:
