@@ -147,8 +147,9 @@ class CFlow(BackboneDetector):
       on one level's fibres zeroes the other decoders' gradients rather than clearing them, so
       Adam still moves those by their momentum, as the reference did on the torch it was written
       for (torch 2's ``zero_grad`` clears by default, and Adam then skips them).
-    * Map: per level ``exp(ℓ − m_l)``, ``m_l`` the largest ℓ of the level over the *training*
-      fibres after training, in float64; up-sampled bilinearly (``align_corners=True``) to
+    * Map: per level ``exp(min(ℓ − m_l, 0))``, ``m_l`` the largest ℓ of the level over the
+      *training* fibres after training, in float64 (capped at 1, the largest value on the
+      training fibres, so that no map overflows); up-sampled bilinearly (``align_corners=True``) to
       ``resolution``; summed over levels; negated; resized bilinearly to the image. No blur.
       Image score: the maximum of the map.
 
@@ -279,7 +280,8 @@ class CFlow(BackboneDetector):
         for features in self.iter_features(images, self.layer_names, progress):
             total = None
             for decoder, name, top in zip(self.decoders, self.layer_names, self.max_likelihood):
-                likelihood = torch.exp(self.level_likelihoods(decoder, features[name], device) - top)
+                # capped at 1: a fibre likelier than every training fibre is as normal as the likeliest
+                likelihood = torch.exp((self.level_likelihoods(decoder, features[name], device) - top).clamp(max=0.0))
                 up = F.interpolate(likelihood[:, None], size=(p.resolution, p.resolution), mode="bilinear",
                                    align_corners=True)[:, 0]
                 total = up if total is None else total + up

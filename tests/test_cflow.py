@@ -90,3 +90,10 @@ def test_defects_of_the_built_in_data_score_higher_than_their_surroundings():
     inside = np.mean([m[mask].mean() for m, (_, mask) in zip(maps, anomalous)])
     outside = np.mean([m[~mask].mean() for m, (_, mask) in zip(maps, anomalous)])
     assert inside > outside
+
+
+def test_fibres_likelier_than_every_training_fibre_count_as_the_likeliest_and_maps_stay_finite():
+    detector = CFlow(**TINY, seed=2).fit(texture_images(4))
+    detector.max_likelihood = [-1e6] * 3  # every test fibre above the training maximum: exp would overflow
+    maps = detector.predict(texture_images(2, seed=8)).maps
+    assert all(np.isfinite(m).all() and np.allclose(m, -3.0) for m in maps)
