@@ -11,7 +11,7 @@ from detectors.cfa.training import train_heads
 from pixeval import ParamError, get_detector
 from pixeval.testing import check_detector
 
-from textures import texture_images
+from detector_data import texture_images
 
 
 def test_fuse_levels_is_3x3_mean_with_zero_padding_then_bilinear_upsampling():

@@ -10,10 +10,9 @@ import torch
 
 from detectors.cflow import PRESETS, CFlow, learning_rate, log_likelihood_per_dim, positional_encoding
 from pixeval import ParamError, get_detector, load_detector
-from pixeval.data.synthetic import generate_category
 from pixeval.testing import check_detector
 
-from textures import texture_images
+from detector_data import defect_contrast, texture_images
 
 TINY = dict(backbone="tiny", resolution=32, meta_epochs=2, sub_epochs=1, coupling_blocks=2, train_batch=4)
 
@@ -82,13 +81,7 @@ def test_maps_do_not_depend_on_the_other_test_images_and_survive_save_and_load(t
 
 @pytest.mark.slow
 def test_defects_of_the_built_in_data_score_higher_than_their_surroundings():
-    items = list(generate_category("grass"))
-    train = [image for split, _, image, _, _ in items if split == "train"][:16]
-    anomalous = [(image, mask) for split, defect, image, mask, _ in items if defect != "good"][:6]
-    detector = CFlow(resolution=128, meta_epochs=4, sub_epochs=2, train_batch=8, seed=0).fit(train)
-    maps = detector.predict([image for image, _ in anomalous]).maps
-    inside = np.mean([m[mask].mean() for m, (_, mask) in zip(maps, anomalous)])
-    outside = np.mean([m[~mask].mean() for m, (_, mask) in zip(maps, anomalous)])
+    inside, outside = defect_contrast(CFlow(resolution=128, meta_epochs=4, sub_epochs=2, train_batch=8, seed=0))
     assert inside > outside
 
 

@@ -13,7 +13,7 @@ from detectors.reverse_distillation import (PRESETS, OneClassBottleneck, Reverse
 from pixeval import ParamError, load_detector
 from pixeval.testing import check_detector
 
-from textures import texture_images
+from detector_data import texture_images
 
 TINY = dict(backbone="tiny", resolution=32, epochs=2, seed=3)
 

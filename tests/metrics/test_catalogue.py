@@ -44,7 +44,7 @@ def test_the_readme_metric_table_is_the_catalogue():
 
 def test_score_and_report_tables_title_their_columns_from_the_catalogue():
     assert list(metric_columns(ScoreOptions()).values()) == [
-        metric_title(info.name) for info in CATALOGUE if not info.needs_threshold and not info.extended]
+        metric_title(info.name) for info in CATALOGUE if not (info.needs_threshold or info.extended)]
     assert list(metric_columns(ScoreOptions(threshold=0.5, fpr_limit=0.1, extended=True)).values()) == [
         metric_title(info.name, threshold=0.5, fpr_limit=0.1) for info in CATALOGUE]
     rng = np.random.default_rng(0)
