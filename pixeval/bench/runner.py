@@ -52,8 +52,8 @@ from typing import Any
 import numpy as np
 
 from pixeval.bench.jobs import Job, import_plugins
-from pixeval.metrics.by_size import BIN_TITLES, SizeReport
 from pixeval.detector import ProgressCallback
+from pixeval.metrics.by_size import BIN_TITLES, SizeReport
 from pixeval.registry import create_detector
 
 #: Most points kept per curve.
