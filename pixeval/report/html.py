@@ -2,8 +2,8 @@
 (base64 PNG), so it can be mailed or archived as one file.
 
 It shows the ranked table, the deployment-threshold and by-size tables, the per-category tables
-and the cost table (as the terminal prints them), the definition of every metric shown (from :mod:`pixeval.metrics.catalogue`), then per
-category:
+and the cost table (as the terminal prints them), the definition of every metric shown (from
+:mod:`pixeval.metrics.catalogue`), then per category:
 
 * the pixel **PR**, **ROC** and **PRO** curves of every detector (its lowest seed), from the thinned
   curves each job keeps;

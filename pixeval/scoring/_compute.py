@@ -42,8 +42,9 @@ class ScoreOptions:
     ``size_edges``, area fractions; :func:`~pixeval.metrics.metrics_by_size`, the region
     metrics at ``threshold`` or else the category's F1-max threshold). ``extended``: also the
     extended metrics (AUPIMO, boundary F1 and IoU). ``fpr_limit``: the AUPRO integration limit.
-    ``threshold``: also F1, precision and recall (and image F1) at ``score >= threshold``; ``threshold_source``: where it came from, for the caption
-    (e.g. set on normal maps by :func:`~pixeval.scoring.threshold_from_folder`). ``bootstrap``,
+    ``threshold``: also F1, precision and recall (and image F1) at ``score >= threshold``;
+    ``threshold_source``: where it came from, for the caption (e.g. set on normal maps by
+    :func:`~pixeval.scoring.threshold_from_folder`). ``bootstrap``,
     ``confidence``, ``seed``: bootstrap intervals over images (0 resamples: none). ``resize``:
     resize maps bilinearly to their mask's size instead of refusing them. ``npz_key``: the array
     to read from ``.npz`` maps. ``jobs``: reading threads. ``per_image``: also each image's own
