@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from detectors.common import BackboneDetector, BackboneParams, resize_map, resolve_preset
+from detectors.common import BackboneDetector, BackboneParams, image_sized, max_scored, resolve_preset
 from detectors.features import check_images, resolve_device
 from detectors.flows import AllInOneBlock, SequenceFlow
 from pixeval import ParamError, Prediction, ProgressCallback, param
@@ -276,19 +276,20 @@ class CFlow(BackboneDetector):
         images = check_images(images)
         device = resolve_device(p.device)
         self.decoders.to(device)
-        maps, start = [], 0
-        for features in self.iter_features(images, self.layer_names, progress):
-            total = None
-            for decoder, name, top in zip(self.decoders, self.layer_names, self.max_likelihood):
-                # capped at 1: a fibre likelier than every training fibre is as normal as the likeliest
-                likelihood = torch.exp((self.level_likelihoods(decoder, features[name], device) - top).clamp(max=0.0))
-                up = F.interpolate(likelihood[:, None], size=(p.resolution, p.resolution), mode="bilinear",
-                                   align_corners=True)[:, 0]
-                total = up if total is None else total + up
-            square = (-total).numpy()
-            maps += [resize_map(m, image.shape[:2]) for m, image in zip(square, images[start:start + len(square)])]
-            start += len(square)
-        return Prediction(maps, np.array([m.max() for m in maps], dtype=np.float64))
+
+        def square_maps() -> Iterator[np.ndarray]:
+            for features in self.iter_features(images, self.layer_names, progress):
+                total = None
+                for decoder, name, top in zip(self.decoders, self.layer_names, self.max_likelihood):
+                    # capped at 1: a fibre likelier than every training fibre is as normal as the likeliest
+                    likelihood = torch.exp((self.level_likelihoods(decoder, features[name], device) - top)
+                                           .clamp(max=0.0))
+                    up = F.interpolate(likelihood[:, None], size=(p.resolution, p.resolution), mode="bilinear",
+                                       align_corners=True)[:, 0]
+                    total = up if total is None else total + up
+                yield from (-total).numpy()
+
+        return max_scored(image_sized(square_maps(), images))
 
     def state_dict(self) -> dict[str, Any]:
         if self.decoders is None:

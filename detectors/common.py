@@ -12,7 +12,7 @@ then bilinear resizing to each image's own height and width. All maps are ``floa
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from detectors.backbones import BACKBONES, Backbone, load_backbone
 from detectors.features import check_images, iter_features, resolve_device
-from pixeval import BaseParams, Detector, ProgressCallback, param
+from pixeval import BaseParams, Detector, Prediction, ProgressCallback, param
 
 
 @dataclass
@@ -107,4 +107,15 @@ def to_image_maps(maps: torch.Tensor, images: Sequence[np.ndarray], resolution: 
     square = F.interpolate(maps[:, None].float(), size=(resolution, resolution), mode="bilinear",
                            align_corners=False)[:, 0]
     square = gaussian_blur(square.numpy().astype(np.float32), sigma)
-    return [resize_map(m, image.shape[:2]) for m, image in zip(square, images)]
+    return image_sized(square, images)
+
+
+def image_sized(square_maps: Iterable[np.ndarray], images: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Each map of ``square_maps`` (in the images' order, e.g. batch after batch) resized
+    bilinearly to its image's height and width (:func:`resize_map`), ``float32``."""
+    return [resize_map(m, image.shape[:2]) for m, image in zip(square_maps, images)]
+
+
+def max_scored(maps: list[np.ndarray]) -> Prediction:
+    """The :class:`~pixeval.Prediction` of ``maps`` whose image scores are the maps' maxima."""
+    return Prediction(maps, np.array([m.max() for m in maps], dtype=np.float64))

@@ -7,7 +7,7 @@ gathierry/FastFlow@2cf1f2f (``fastflow.py``, ``main.py``, ``configs/``), which a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from detectors.common import BackboneDetector, BackboneParams, resize_map, resolve_preset
+from detectors.common import BackboneDetector, BackboneParams, image_sized, max_scored, resolve_preset
 from detectors.features import check_images, resolve_device
 from detectors.flows import AllInOneBlock, SequenceFlow
 from pixeval import Prediction, ProgressCallback, param
@@ -185,18 +185,18 @@ class FastFlow(BackboneDetector):
         images = check_images(images)
         device = resolve_device(self.params.device)
         self.model.to(device)
-        maps, start = [], 0
-        for features in self.iter_features(images, self.backbone.feature_layers, progress):
-            levels = [features[layer].to(device) for layer in self.backbone.feature_layers]
-            if [tuple(level.shape[1:]) for level in levels] != self.shapes:
-                raise ValueError(f"FastFlow was fitted on feature levels {self.shapes} but these images give "
-                                 f"{[tuple(level.shape[1:]) for level in levels]}; use the resolution it was "
-                                 "fitted with")
-            with torch.inference_mode():
-                square = fastflow_map(self.model(levels), self.params.resolution).cpu().numpy()
-            maps += [resize_map(m, image.shape[:2]) for m, image in zip(square, images[start:start + len(square)])]
-            start += len(square)
-        return Prediction(maps, np.array([m.max() for m in maps], dtype=np.float64))
+
+        def square_maps() -> Iterator[np.ndarray]:
+            for features in self.iter_features(images, self.backbone.feature_layers, progress):
+                levels = [features[layer].to(device) for layer in self.backbone.feature_layers]
+                if [tuple(level.shape[1:]) for level in levels] != self.shapes:
+                    raise ValueError(f"FastFlow was fitted on feature levels {self.shapes} but these images give "
+                                     f"{[tuple(level.shape[1:]) for level in levels]}; use the resolution it was "
+                                     "fitted with")
+                with torch.inference_mode():
+                    yield from fastflow_map(self.model(levels), self.params.resolution).cpu().numpy()
+
+        return max_scored(image_sized(square_maps(), images))
 
     def state_dict(self) -> dict[str, Any]:
         if self.model is None:

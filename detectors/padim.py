@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from detectors.common import BackboneDetector, BackboneParams, to_image_maps
+from detectors.common import BackboneDetector, BackboneParams, max_scored, to_image_maps
 from pixeval import Prediction, ProgressCallback, param
 
 #: The paper's number of kept channels for the backbones it used.
@@ -110,7 +110,7 @@ class PaDiM(BackboneDetector):
             squared = ((delta @ self.inv_covariance) * delta).sum(dim=2)
             maps.append(squared.clamp_min(0).sqrt().transpose(0, 1).reshape(-1, h, w))
         image_maps = to_image_maps(torch.cat(maps), images, self.params.resolution, self.params.blur_sigma)
-        return Prediction(image_maps, np.array([m.max() for m in image_maps], dtype=np.float64))
+        return max_scored(image_maps)
 
     def state_dict(self) -> dict[str, Any]:
         if self.inv_covariance is None:

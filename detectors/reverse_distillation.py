@@ -16,7 +16,7 @@ forward and backward pass of OCBE and decoder per training image.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from detectors.common import BackboneDetector, BackboneParams, gaussian_blur, resize_map, resolve_preset
+from detectors.common import (BackboneDetector, BackboneParams, gaussian_blur, image_sized, max_scored,
+                              resolve_preset)
 from detectors.features import check_images, resolve_device
 from pixeval import ParamError, Prediction, ProgressCallback, param
 
@@ -390,16 +391,15 @@ class ReverseDistillation(BackboneDetector):
         device = resolve_device(p.device)
         self.ocbe.to(device).eval()
         self.decoder.to(device).eval()
-        maps, start = [], 0
-        for features in self.iter_features(images, self.backbone.feature_layers, progress):
-            teacher = [features[layer].to(device) for layer in self.backbone.feature_layers]
-            with torch.inference_mode():
-                square = level_distance_sum(teacher, self.decoder(self.ocbe(teacher)), p.resolution)
-            blurred = gaussian_blur(square.numpy(), p.sigma)
-            batch_images = images[start:start + len(blurred)]
-            maps += [resize_map(m, image.shape[:2]) for m, image in zip(blurred, batch_images)]
-            start += len(blurred)
-        return Prediction(maps, np.array([m.max() for m in maps], dtype=np.float64))
+
+        def square_maps() -> Iterator[np.ndarray]:
+            for features in self.iter_features(images, self.backbone.feature_layers, progress):
+                teacher = [features[layer].to(device) for layer in self.backbone.feature_layers]
+                with torch.inference_mode():
+                    square = level_distance_sum(teacher, self.decoder(self.ocbe(teacher)), p.resolution)
+                yield from gaussian_blur(square.numpy(), p.sigma)
+
+        return max_scored(image_sized(square_maps(), images))
 
     def state_dict(self) -> dict[str, Any]:
         if self.decoder is None:

@@ -63,7 +63,7 @@ import torch
 from detectors.cfa.detector import PRESETS, CFA, CFAParams
 from detectors.cfa.loss import BANKS, CFAHead
 from detectors.cfa.training import patch_scores
-from detectors.common import gaussian_blur, resize_map, to_image_maps
+from detectors.common import gaussian_blur, max_scored, resize_map, to_image_maps
 from detectors.superpixels import Tiling, make_tiling, tile, untile
 from detectors.validation import best_weights, fuse, hold_out
 from pixeval import ParamError, Prediction, ProgressCallback, param
@@ -342,7 +342,7 @@ class SpCFA(CFA):
         branch = self.branch_maps(images, progress)
         weights = self.fusion_weights()
         maps = [fuse({n: branch[n][i] for n in weights}, weights) for i in range(len(images))]
-        return Prediction(maps, np.array([m.max() for m in maps], dtype=np.float64))
+        return max_scored(maps)
 
     def state_dict(self) -> dict[str, Any]:
         if not self.branches:

@@ -13,7 +13,7 @@ import torch
 from detectors.cfa.loss import CFAHead
 from detectors.cfa.model import fused_features
 from detectors.cfa.training import patch_scores, train_heads
-from detectors.common import BackboneDetector, BackboneParams, resolve_preset, to_image_maps
+from detectors.common import BackboneDetector, BackboneParams, max_scored, resolve_preset, to_image_maps
 from pixeval import Prediction, ProgressCallback, param
 
 #: Named settings of the costly hyperparameters (fields left at ``None`` take them from here).
@@ -110,7 +110,7 @@ class CFA(BackboneDetector):
         images = list(images)
         scores = patch_scores(self.head, self.features(images, progress))
         maps = to_image_maps(scores, images, self.params.resolution, self.params.sigma)
-        return Prediction(maps, np.array([m.max() for m in maps], dtype=np.float64))
+        return max_scored(maps)
 
     def state_dict(self) -> dict[str, Any]:
         if self.head is None:
