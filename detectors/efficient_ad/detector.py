@@ -23,7 +23,7 @@ from detectors.efficient_ad.networks import (
     pdn_output_size,
 )
 from detectors.efficient_ad.stats import QuantileNormalisation
-from detectors.efficient_ad.teacher import distil_teacher, load_teacher_weights, offline_photographs
+from detectors.efficient_ad.teacher import cached_teacher, load_teacher_weights, offline_photographs
 from detectors.efficient_ad.training import (
     LOSS_TERMS,
     TeacherNormaliser,
@@ -69,7 +69,12 @@ class EfficientADParams(BackboneParams):
                                         "nelson1425/EfficientAD models/teacher_small.pth) to load instead of "
                                         "distilling one; the backbone is then unused.")
     teacher_steps: int | None = param(None, "Distillation iterations of the substitute teacher (unset: from the "
-                                      "preset; ignored with teacher_weights).", min=1)
+                                      "preset; ignored with teacher_weights; 0: the PDN's random "
+                                      "initialisation, undistilled, an ablation).", min=0)
+    teacher_cache: bool = param(True, "Keep the distilled teacher in the user cache ($PIXEVAL_DATA or "
+                                "~/.cache/pixeval, folder efficient_ad-teachers) and reuse it in every later fit "
+                                "with the same backbone and teacher settings: it never sees the category's images, "
+                                "so one teacher serves all categories.")
     teacher_batch: int = param(16, "Pool samples per distillation iteration.", min=1)
     teacher_norm_images: int | None = param(None, "Pool samples over which the distillation target's channel "
                                             "mean and std are estimated (unset: from the preset).", min=1)
@@ -90,8 +95,8 @@ class EfficientAD(BackboneDetector):
     * Networks: teacher PDN (384 outputs), student PDN (768 outputs), autoencoder; PDN-S, or
       PDN-M with ``model_size='medium'``. Images are resized to ``resolution`` (256 in the
       reference) and ImageNet-normalised.
-    * Teacher: the published weights (``teacher_weights``), or a substitute distilled at every
-      fit (see departures).
+    * Teacher: the published weights (``teacher_weights``), or a substitute distilled once per
+      recipe and cached (see departures).
     * Training: the training images split 90/10 (seeded); on the 90 %, ``train_steps`` steps of
       batch 1 of ``L_hard`` (mean of the student-teacher squared distances at or above their
       0.999 quantile) + ``L_penalty`` + ``L_ae`` + ``L_stae`` (autoencoder and its student head
@@ -107,16 +112,16 @@ class EfficientAD(BackboneDetector):
     Departures from the reference:
 
     * Teacher (unless ``teacher_weights`` is given): the published teacher (distilled from
-      WRN101 on ImageNet) cannot be downloaded here. A padded PDN is distilled at every fit
-      with the reference's recipe, but from the backbone's two deeper feature layers
-      (EfficientNet-Lite0 blocks.4 and blocks.10 at twice the resolution by default, WRN101
-      layer2/layer3 in the reference) on an offline pool: 16 photographs bundled with
-      scikit-image and scikit-learn (never scikit-image's gravel, grass and brick, from which
-      the built-in dataset is cut) plus the 90 % training split (the held-out 10 % stays unseen
-      by every trained network), as random resized crops and
-      flips (ImageNet, no crops, in the reference), for ``teacher_steps`` iterations of
-      ``teacher_batch`` samples, with target statistics over ``teacher_norm_images`` samples
-      (60 000 × 16 and 10 000 in the reference).
+      WRN101 on ImageNet) cannot be downloaded here. A padded PDN is distilled with the
+      reference's recipe, but from the backbone's two deeper feature layers (EfficientNet-Lite0
+      blocks.4 and blocks.10 at twice the resolution by default, WRN101 layer2/layer3 in the
+      reference) on an offline pool of 16 photographs bundled with scikit-image and
+      scikit-learn (never scikit-image's gravel, grass and brick, from which the built-in
+      dataset is cut), as random resized crops and flips (ImageNet, no crops, in the
+      reference), for ``teacher_steps`` iterations of ``teacher_batch`` samples, with target
+      statistics over ``teacher_norm_images`` samples (60 000 × 16 and 10 000 in the
+      reference). Like the reference's, it never sees the category's images, so it is
+      distilled once per recipe and seed and kept in the user cache (``teacher_cache``).
     * Penalty images: the same 16 photographs (not the training images), resized to twice the
       resolution, grey with p 0.3, then a random crop (ImageNet and a centre crop in the
       reference).
@@ -172,11 +177,11 @@ class EfficientAD(BackboneDetector):
         p = self.params
         device = resolve_device(p.device)
         use_available_cores()
-        split_rng, teacher_rng, train_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(p.seed).spawn(3))
+        split_rng, train_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(p.seed).spawn(2))
         train_index, holdout_index = holdout_split(len(images), split_rng)
         train = [images[i] for i in train_index]
         with _seeded_torch(p.seed, device):
-            teacher, teacher_record = self._teacher(train, teacher_rng, device, progress)
+            teacher, teacher_record = self._teacher(device, progress)
             student = patch_description_network(p.model_size, 2 * TEACHER_CHANNELS).to(device)
             autoencoder = Autoencoder(p.resolution).to(device)
             train_units = [unit_tensor(image, p.resolution) for image in train]
@@ -201,26 +206,24 @@ class EfficientAD(BackboneDetector):
         size = 2 * self.params.resolution
         return [resize_unit(to_unit(photo), size) for _, photo in offline_photographs()] if self.params.penalty else []
 
-    def _teacher(self, train: list[np.ndarray], rng: np.random.Generator, device: torch.device,
+    def _teacher(self, device: torch.device,
                  progress: ProgressCallback | None) -> tuple[torch.nn.Module, dict[str, Any]]:
         """The unpadded teacher PDN (on ``device``) and a record of where it came from."""
         p = self.params
         if p.teacher_weights is not None:
             return load_teacher_weights(p.teacher_weights, p.model_size).to(device), \
                 {"source": "file", "path": str(p.teacher_weights)}
-        photos = offline_photographs()
-        state, losses = distil_teacher(
-            self.backbone, [image for _, image in photos] + train, model_size=p.model_size,
-            resolution=p.resolution, steps=p.teacher_steps, batch=p.teacher_batch,
-            norm_samples=p.teacher_norm_images, lr=p.lr, weight_decay=p.weight_decay, rng=rng, device=device,
-            progress=progress)
+        state, losses, path = cached_teacher(
+            self.backbone, model_size=p.model_size, resolution=p.resolution, steps=p.teacher_steps,
+            batch=p.teacher_batch, norm_samples=p.teacher_norm_images, lr=p.lr, weight_decay=p.weight_decay,
+            seed=p.seed, device=device, use_cache=p.teacher_cache, progress=progress)
         teacher = patch_description_network(p.model_size, TEACHER_CHANNELS)
         teacher.load_state_dict(state)
-        layers = list(self.backbone.feature_layers[-2:])
         return teacher.to(device), {
-            "source": "distilled", "backbone": p.backbone, "layers": layers, "iterations": p.teacher_steps,
-            "batch": p.teacher_batch, "norm_samples": p.teacher_norm_images,
-            "pool": [name for name, _ in photos] + [f"train images ({len(train)})"], "losses": losses}
+            "source": "distilled", "backbone": p.backbone, "layers": list(self.backbone.feature_layers[-2:]),
+            "iterations": p.teacher_steps, "batch": p.teacher_batch, "norm_samples": p.teacher_norm_images,
+            "pool": [name for name, _ in offline_photographs()], "losses": losses,
+            "cache_file": None if path is None else str(path)}
 
     # ------------------------------------------------------------------ predict
     def _raw_maps(self, images: Sequence[np.ndarray],

@@ -6,7 +6,9 @@ distilled here from a pretrained backbone on an offline image pool.
 or anomalib's ``pretrained_teacher_*.pth``, keys ``conv1.weight`` …), loaded into the unpadded PDN.
 
 **Distilled substitute** (``distil_teacher``), the reference's ``pretraining.py`` recipe with two
-ingredients replaced (seed-rows §5.5, option 1):
+ingredients replaced (seed-rows §5.5, option 1). As the reference's teacher, it never sees the
+images of the category it will judge, so one teacher serves every category: ``cached_teacher``
+distils it once per recipe and keeps it in the user cache (:func:`teacher_cache_path`).
 
 * Target (:func:`descriptor_targets`): the backbone's two deeper feature layers (WRN101 layer2
   and layer3 in the reference; EfficientNet-Lite0 blocks.4 and blocks.10, the same strides 8
@@ -18,8 +20,7 @@ ingredients replaced (seed-rows §5.5, option 1):
   normalised per channel with the mean and standard deviation over ``norm_samples`` pool
   samples (the reference: 10 000 ImageNet images).
 * Pool (:func:`offline_photographs`): the natural photographs bundled with scikit-image and
-  scikit-learn's two sample images (ImageNet in the reference), plus the training images at hand
-  (the detector passes its 90 % training split).
+  scikit-learn's two sample images (ImageNet in the reference).
   scikit-image's ``gravel``, ``grass`` and ``brick`` are left out: pixeval's built-in dataset is
   cut from them. Samples are random resized crops (torchvision's default scale 0.08-1 and ratio
   3/4-4/3), flipped left-right with probability 0.5, grey with probability 0.1 (the reference's
@@ -36,6 +37,10 @@ passes at twice the resolution (1.27 GMACs for Lite0 at 512 px).
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
+import os
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -56,6 +61,7 @@ from detectors.efficient_ad.augment import (
 from detectors.efficient_ad.networks import TEACHER_CHANNELS, patch_description_network, pdn_output_size
 from detectors.efficient_ad.stats import ChannelMoments
 from pixeval import ParamError
+from pixeval.data.synthetic import cache_root
 
 #: scikit-image photographs in the pool (``skimage.data.<name>()``); the stereo pair of
 #: ``stereo_motorcycle`` is added as ``motorcycle_left`` and ``motorcycle_right``.
@@ -173,7 +179,11 @@ def distil_teacher(backbone: Backbone, pool: Sequence[np.ndarray], *, model_size
                    ) -> tuple[dict[str, torch.Tensor], np.ndarray]:
     """Distil a padded PDN teacher from ``backbone`` on ``pool`` (the module docstring's recipe);
     return its state dict (CPU tensors; load it into the unpadded PDN) and the loss of each
-    iteration (float64). Torch's global generator must be seeded by the caller (weight init)."""
+    iteration (float64). Torch's global generator must be seeded by the caller (weight init).
+    With ``steps=0`` the PDN keeps its random initialisation (nothing is sampled)."""
+    pdn = patch_description_network(model_size, TEACHER_CHANNELS, padded=True).to(device)
+    if steps == 0:
+        return {k: v.detach().cpu().clone() for k, v in pdn.state_dict().items()}, np.empty(0, dtype=np.float64)
     sampler = DistillationSampler(pool, resolution, rng)
     targets = TargetMaker(backbone.to(device), pdn_output_size(resolution, padded=True))
     moments = ChannelMoments()
@@ -182,7 +192,6 @@ def distil_teacher(backbone: Backbone, pool: Sequence[np.ndarray], *, model_size
         moments.update(targets(views.to(device)))
     mean = moments.mean.float().view(1, -1, 1, 1).to(device)
     std = moments.divisor.float().view(1, -1, 1, 1).to(device)
-    pdn = patch_description_network(model_size, TEACHER_CHANNELS, padded=True).to(device)
     optimiser = torch.optim.Adam(pdn.parameters(), lr=lr, weight_decay=weight_decay)
     losses = np.empty(steps, dtype=np.float64)
     for step in range(steps):
@@ -196,6 +205,61 @@ def distil_teacher(backbone: Backbone, pool: Sequence[np.ndarray], *, model_size
         if progress is not None:
             progress("teacher", step + 1, steps)
     return {k: v.detach().cpu().clone() for k, v in pdn.state_dict().items()}, losses
+
+
+# --------------------------------------------------------------------------- cache
+
+#: Bump when a distilled teacher's file or recipe changes meaning, so that older files are not reused.
+TEACHER_CACHE_FORMAT = 1
+
+
+def teacher_cache_path(backbone: Backbone, recipe: dict[str, Any]) -> Path:
+    """The file that holds the teacher distilled from ``backbone`` with ``recipe`` (a JSON-able
+    dict of every setting that changes it): ``<cache>/efficient_ad-teachers/<digest>.pt``, with
+    ``<cache>`` from :func:`pixeval.data.synthetic.cache_root` and the digest a SHA-256 of the
+    recipe, the pool's names and the backbone's parameters."""
+    digest = hashlib.sha256(json.dumps({"format": TEACHER_CACHE_FORMAT, **recipe,
+                                        "pool": [name for name, _ in offline_photographs()]},
+                                       sort_keys=True).encode())
+    for name, tensor in sorted(backbone.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return cache_root() / "efficient_ad-teachers" / f"{digest.hexdigest()[:24]}.pt"
+
+
+def cached_teacher(backbone: Backbone, *, model_size: str, resolution: int, steps: int, batch: int,
+                   norm_samples: int, lr: float, weight_decay: float, seed: int, device: torch.device,
+                   use_cache: bool = True, progress: Callable[[str, int, int], None] | None = None
+                   ) -> tuple[dict[str, torch.Tensor], np.ndarray, Path | None]:
+    """The state dict and distillation losses of the teacher that :func:`distil_teacher` gives
+    on the :func:`offline_photographs` with these settings, torch and the sampler seeded with
+    ``seed``; and the cache file it was read from or written to (``None`` without the cache).
+
+    With ``use_cache`` a file of an earlier distillation with the same recipe is loaded instead
+    of distilling again (bit for bit the same teacher); a new one is written atomically, so
+    concurrent fits never read a partial file. An unreadable cache file is distilled anew."""
+    recipe = {"model_size": model_size, "resolution": resolution, "steps": steps, "batch": batch,
+              "norm_samples": norm_samples, "lr": lr, "weight_decay": weight_decay, "seed": seed,
+              "layers": list(backbone.feature_layers[-2:])}
+    path = teacher_cache_path(backbone, recipe) if use_cache else None
+    if path is not None and path.is_file():
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            return saved["state"], saved["losses"].numpy(), path
+        except Exception:  # a damaged or foreign file: distil anew and replace it
+            pass
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        state, losses = distil_teacher(
+            backbone, [image for _, image in offline_photographs()], model_size=model_size, resolution=resolution,
+            steps=steps, batch=batch, norm_samples=norm_samples, lr=lr, weight_decay=weight_decay,
+            rng=np.random.default_rng(seed), device=device, progress=progress)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".part", delete=False) as tmp:
+            torch.save({"state": state, "losses": torch.from_numpy(losses), "recipe": recipe}, tmp)
+        os.replace(tmp.name, path)
+    return state, losses, path
 
 
 # --------------------------------------------------------------------------- published weights
