@@ -1,5 +1,5 @@
 """pixeval's built-in detectors (Sp-CFA, CFA, PatchCore, PaDiM, DFM, CFLOW-AD, FastFlow, Reverse
-Distillation), the flow blocks and the backbones they share.
+Distillation, EfficientAD), the flow blocks and the backbones they share.
 
 They register through the ``pixeval.detectors`` entry-point group, exactly as third-party plugins do.
 """

@@ -127,11 +127,16 @@ SYNTHETIC_TEXTURES = dataclasses.replace(
 VERSIONS: dict[int, SyntheticTexturesInfo] = {1: _V1, GENERATOR_VERSION: SYNTHETIC_TEXTURES}
 
 
-def default_root(version: int = GENERATOR_VERSION) -> Path:
-    """``$PIXEVAL_DATA/<name>`` if ``PIXEVAL_DATA`` is set, else the user cache, for ``version``."""
+def cache_root() -> Path:
+    """Where pixeval keeps what it generates once and reuses (the built-in dataset, distilled
+    teachers): ``$PIXEVAL_DATA`` if that is set, else ``~/.cache/pixeval``."""
     base = os.environ.get("PIXEVAL_DATA")
-    parent = Path(base).expanduser() if base else Path.home() / ".cache" / "pixeval"
-    return parent / _info(version).name
+    return Path(base).expanduser() if base else Path.home() / ".cache" / "pixeval"
+
+
+def default_root(version: int = GENERATOR_VERSION) -> Path:
+    """``<cache_root()>/<name>``: the folder of the built-in dataset of generator ``version``."""
+    return cache_root() / _info(version).name
 
 
 def is_current(root: Path, version: int = GENERATOR_VERSION) -> bool:

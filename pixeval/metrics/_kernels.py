@@ -3,6 +3,9 @@
 Kernels take plain arrays and scalars only and do no validation: the callers in
 :mod:`pixeval.metrics.ranking` and :mod:`pixeval.metrics.bootstrap` check their inputs first.
 Every kernel is compiled with ``cache=True``, so the compile cost is paid once per machine.
+:func:`resampled_summaries` spreads its resamples over Numba's threads (every core by default,
+``NUMBA_NUM_THREADS`` to change it); each resample is computed alone, so the result does not
+depend on the thread count.
 
 The *values* are the distinct scores of the anomalous pixels, ascending: the only thresholds at
 which any curve changes direction. Counts are ``int64`` throughout.
@@ -11,7 +14,7 @@ which any curve changes direction. Counts are ``int64`` throughout.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 
 @njit(cache=True)
@@ -151,9 +154,9 @@ def _trapezoid_step(last_x, last_y, area, x, y, limit):
     return limit, y_limit, area + 0.5 * (limit - last_x) * (y_limit + last_y), True
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def resampled_summaries(multiplicities, neg_ptr, neg_cell, neg_count, pos_ptr, pos_value,
-                        pos_weight, regions, n_values, fpr_limit):
+                        pos_weight, regions, n_values, fpr_limit, n_chunks):
     """AUROC, AP, F1-max and AUPRO of each resample of the units (images).
 
     A resample takes unit ``j`` ``multiplicities[b, j]`` times. The values are the K distinct
@@ -168,16 +171,30 @@ def resampled_summaries(multiplicities, neg_ptr, neg_cell, neg_count, pos_ptr, p
     values: values the resample lacks add only vertices lying on its exact curves, so the
     metrics equal those of the resample evaluated on its own. Returns ``(B, 4)`` float64,
     NaN rows for resamples without anomalous or without normal pixels (AUPRO NaN without
-    regions).
+    regions). The resamples are split into ``n_chunks`` runs of consecutive rows, computed in
+    parallel.
     """
-    n_resamples, n_units = multiplicities.shape
+    n_resamples = multiplicities.shape[0]
     out = np.full((n_resamples, 4), np.nan)
+    n_chunks = max(1, min(n_resamples, n_chunks))
+    for c in prange(n_chunks):
+        _resample_range(c * n_resamples // n_chunks, (c + 1) * n_resamples // n_chunks, out, multiplicities,
+                        neg_ptr, neg_cell, neg_count, pos_ptr, pos_value, pos_weight, regions, n_values, fpr_limit)
+    return out
+
+
+@njit(cache=True)
+def _resample_range(start, stop, out, multiplicities, neg_ptr, neg_cell, neg_count, pos_ptr, pos_value,
+                    pos_weight, regions, n_values, fpr_limit):
+    """Rows ``start:stop`` of :func:`resampled_summaries`' result, written into ``out``, with
+    work arrays of their own."""
+    n_units = multiplicities.shape[1]
     cells = np.zeros(2 * n_values + 1, np.int64)
     pos_count = np.zeros(n_values, np.int64)
     pos_sum = np.zeros(n_values)
     below = np.empty(n_values, np.int64)
     at_or_below = np.empty(n_values, np.int64)
-    for b in range(n_resamples):
+    for b in range(start, stop):
         cells[:] = 0
         pos_count[:] = 0
         pos_sum[:] = 0.0
@@ -210,7 +227,6 @@ def resampled_summaries(multiplicities, neg_ptr, neg_cell, neg_count, pos_ptr, p
         out[b, 1] = ap
         out[b, 2] = f1
         out[b, 3] = aupro if n_regions > 0 else np.nan
-    return out
 
 
 _SIGN32 = np.uint32(0x80000000)

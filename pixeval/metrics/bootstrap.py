@@ -24,6 +24,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from . import _kernels
@@ -86,7 +87,7 @@ class Units:
         """``(B, 4)``: AUROC, AP, F1-max, AUPRO of each resample (see the kernel)."""
         return _kernels.resampled_summaries(
             multiplicities, self.neg_ptr, self.neg_cell, self.neg_count, self.pos_ptr,
-            self.pos_value, self.pos_weight, self.regions, self.n_values, fpr_limit)
+            self.pos_value, self.pos_weight, self.regions, self.n_values, fpr_limit, numba.get_num_threads())
 
 
 def _cells(values: np.ndarray, scores: np.ndarray) -> np.ndarray:

@@ -5,7 +5,7 @@ import pytest
 
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from pixeval.metrics import bootstrap_samples, evaluate, paired_bootstrap
+from pixeval.metrics import _kernels, bootstrap_samples, evaluate, paired_bootstrap
 from pixeval.metrics.bootstrap import compare, draw_multiplicities
 from pixeval.metrics.pooled import analyse, collect
 
@@ -27,6 +27,24 @@ def test_each_resample_equals_evaluate_on_the_resampled_images(levels, dtype):
                                   fpr_limit=0.2, threshold=0.6)
         for name, values in samples.items():
             assert values[b] == pytest.approx(getattr(expected, name), abs=1e-12, nan_ok=True), name
+
+
+def test_resamples_do_not_depend_on_how_they_are_split_over_threads():
+    maps, masks = make_set(32, n_images=8, levels=6)
+    buffer, images, chunks = collect(maps, masks)
+    _, resample_set = analyse(buffer, images, chunks, fpr_limit=0.3, resample=True)
+    units = resample_set.pixels
+    multiplicities = draw_multiplicities(len(maps), 10, seed=2)
+
+    def summaries(n_chunks):
+        return _kernels.resampled_summaries(
+            multiplicities, units.neg_ptr, units.neg_cell, units.neg_count, units.pos_ptr, units.pos_value,
+            units.pos_weight, units.regions, units.n_values, 0.3, n_chunks)
+
+    one_run = summaries(1)
+    assert np.isfinite(one_run[:, 1]).sum() >= 5   # most resamples hold anomalous pixels
+    for n_chunks in (2, 3, 10, 64):   # 64: more runs than resamples
+        np.testing.assert_array_equal(summaries(n_chunks), one_run)
 
 
 def test_multiplicities_are_seeded_and_sum_to_n():
