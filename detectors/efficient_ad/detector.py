@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from detectors.common import BackboneDetector, BackboneParams, resize_map, resolve_preset
+from detectors.common import BackboneDetector, BackboneParams, image_sized, max_scored, resolve_preset
 from detectors.efficient_ad.augment import imagenet_normalise, resize_unit, to_unit, unit_tensor
 from detectors.efficient_ad.networks import (
     MODEL_SIZES,
@@ -258,9 +258,7 @@ class EfficientAD(BackboneDetector):
         images = check_images(images)
         use_available_cores()
         maps_st, maps_ae = self._raw_maps(images, progress)
-        maps = [resize_map(self.combined_map(st, ae).astype(np.float32), image.shape[:2])
-                for st, ae, image in zip(maps_st, maps_ae, images)]
-        return Prediction(maps, np.array([m.max() for m in maps], dtype=np.float64))
+        return max_scored(image_sized((self.combined_map(st, ae) for st, ae in zip(maps_st, maps_ae)), images))
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
