@@ -63,20 +63,35 @@ def use_available_cores() -> int:
     return cores
 
 
+def to_unit(image: np.ndarray) -> torch.Tensor:
+    """A ``uint8`` ``H×W×3`` image as a ``3×H×W`` float32 tensor in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(image, dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0)
+
+
+def resize_unit(x: torch.Tensor, size: int) -> torch.Tensor:
+    """``x`` (``3×H×W``) resized to ``size × size``: bilinear, ``align_corners=False``,
+    antialiased; returned as it is when it has that size already."""
+    if x.shape[1:] == (size, size):
+        return x
+    return F.interpolate(x[None], size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]
+
+
+def imagenet_normalise(x: torch.Tensor) -> torch.Tensor:
+    """``(x − mean) / std`` with the ImageNet channel statistics, for ``3×H×W`` or ``N×3×H×W``."""
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    return (x - mean) / std
+
+
 def images_to_tensor(images: Sequence[np.ndarray], resolution: int) -> torch.Tensor:
-    """``N×3×R×R`` float32 tensor of the images resized to ``R = resolution`` and ImageNet-normalised."""
+    """``N×3×R×R`` float32 tensor of the images resized to ``R = resolution`` and ImageNet-normalised:
+    :func:`to_unit`, :func:`resize_unit` and :func:`imagenet_normalise` of each."""
     images = check_images(images)
     if resolution < 1:
         raise ValueError(f"resolution must be a positive number of pixels, got {resolution}")
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
     out = torch.empty(len(images), 3, resolution, resolution)
     for i, image in enumerate(images):
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
-        if x.shape[1:] != (resolution, resolution):
-            x = F.interpolate(x[None], size=(resolution, resolution), mode="bilinear",
-                              align_corners=False, antialias=True)[0]
-        out[i] = (x - mean) / std
+        out[i] = imagenet_normalise(resize_unit(to_unit(image), resolution))
     return out
 
 

@@ -161,6 +161,15 @@ def test_images_to_tensor_normalises_and_resizes():
     np.testing.assert_allclose(y[0, 0].numpy(), (200 / 255 - IMAGENET_MEAN[0]) / IMAGENET_STD[0], rtol=1e-5)
 
 
+def test_images_to_tensor_resizes_as_torchvision_does():
+    from torchvision.transforms.v2 import functional as TF
+
+    image = np.random.default_rng(1).integers(0, 256, (45, 70, 3), dtype=np.uint8)
+    unit = TF.to_dtype(TF.to_image(image), torch.float32, scale=True)
+    expected = TF.normalize(TF.resize(unit, [24, 24], antialias=True), list(IMAGENET_MEAN), list(IMAGENET_STD))
+    torch.testing.assert_close(images_to_tensor([image], 24)[0], expected, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("bad", [np.zeros((8, 8), np.uint8), np.zeros((8, 8, 3), np.float32),
                                  np.zeros((8, 8, 4), np.uint8), "image.png"])
 def test_bad_images_are_rejected_with_their_index(bad):

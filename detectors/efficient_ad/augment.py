@@ -12,37 +12,17 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from detectors.features import IMAGENET_MEAN, IMAGENET_STD
+from detectors.features import resize_unit, to_unit
 
 _GREY_WEIGHTS = (0.299, 0.587, 0.114)
 
 
-def to_unit(image: np.ndarray) -> torch.Tensor:
-    """A ``uint8`` ``H×W×3`` image as a ``3×H×W`` float32 tensor in [0, 1]."""
-    return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0)
-
-
-def resize_unit(x: torch.Tensor, size: int) -> torch.Tensor:
-    """``x`` (``3×H×W``) resized to ``size × size`` as :func:`detectors.features.images_to_tensor`
-    resizes: bilinear, ``align_corners=False``, antialiased."""
-    if x.shape[1:] == (size, size):
-        return x
-    return F.interpolate(x[None], size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]
-
-
 def unit_tensor(image: np.ndarray, size: int) -> torch.Tensor:
-    """:func:`to_unit` then :func:`resize_unit`: with :func:`imagenet_normalise` after it, the
-    same tensor as :func:`detectors.features.images_to_tensor` gives, bit for bit."""
+    """:func:`~detectors.features.to_unit` then :func:`~detectors.features.resize_unit`: with
+    :func:`~detectors.features.imagenet_normalise` after it, the tensor
+    :func:`detectors.features.images_to_tensor` gives."""
     return resize_unit(to_unit(image), size)
-
-
-def imagenet_normalise(x: torch.Tensor) -> torch.Tensor:
-    """``(x − mean) / std`` with the ImageNet channel statistics, for ``3×H×W`` or ``N×3×H×W``."""
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    return (x - mean) / std
 
 
 def grayscale(x: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from detectors.common import BackboneDetector, BackboneParams, image_sized, max_scored, resolve_preset
-from detectors.efficient_ad.augment import imagenet_normalise, resize_unit, to_unit, unit_tensor
+from detectors.efficient_ad.augment import unit_tensor
 from detectors.efficient_ad.networks import (
     MODEL_SIZES,
     PDN_BORDER,
@@ -32,7 +32,15 @@ from detectors.efficient_ad.training import (
     teacher_moments,
     train_student_autoencoder,
 )
-from detectors.features import check_images, images_to_tensor, resolve_device, use_available_cores
+from detectors.features import (
+    check_images,
+    imagenet_normalise,
+    images_to_tensor,
+    resize_unit,
+    resolve_device,
+    to_unit,
+    use_available_cores,
+)
 from pixeval import ParamError, Prediction, ProgressCallback, param
 
 #: Named settings of the costly hyperparameters (fields left at ``None`` take them from here).

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from detectors.efficient_ad.augment import colour_jitter, imagenet_normalise, random_crop, random_grayscale
+from detectors.efficient_ad.augment import colour_jitter, random_crop, random_grayscale
+from detectors.features import imagenet_normalise
 from detectors.efficient_ad.networks import TEACHER_CHANNELS
 from detectors.efficient_ad.stats import ChannelMoments, upper_quantile
 
