@@ -222,16 +222,14 @@ def _map_path(sample: Any) -> str:
 
 def pixel_curves(maps: list[np.ndarray], masks: list[np.ndarray]) -> dict[str, np.ndarray]:
     """Pixel ROC (``roc_fpr``, ``roc_tpr``), precision-recall (``pr_recall``, ``pr_precision``)
-    and PRO (``pro_fpr``, ``pro_pro``, up to the PRO curve's FPR limit) curves, thinned."""
-    from pixeval.metrics import pro_curve, precision_recall_curve, roc_curve
+    and PRO (``pro_fpr``, ``pro_pro``) curves, thinned to :data:`CURVE_POINTS`; none when the
+    masks hold one class only."""
+    from pixeval.metrics import pixel_curves as curves_of
 
-    scores = np.concatenate([m.ravel() for m in maps])
-    labels = np.concatenate([m.ravel() for m in masks])
-    if labels.all() or not labels.any():
+    if not any(mask.any() for mask in masks) or all(mask.all() for mask in masks):
         return {}
-    fpr, tpr, _ = roc_curve(scores, labels, max_points=CURVE_POINTS)
-    precision, recall, _ = precision_recall_curve(scores, labels, max_points=CURVE_POINTS)
-    pro_fpr, pro, _ = pro_curve(maps, masks, max_points=CURVE_POINTS)
+    curves = curves_of(maps, masks, max_points=CURVE_POINTS)
+    (fpr, tpr, _), (precision, recall, _), (pro_fpr, pro, _) = curves["roc"], curves["pr"], curves["pro"]
     return {"roc_fpr": fpr, "roc_tpr": tpr, "pr_recall": recall, "pr_precision": precision,
             "pro_fpr": pro_fpr, "pro_pro": pro}
 

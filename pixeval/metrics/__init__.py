@@ -18,6 +18,7 @@ the maps' maxima unless given. The metric core never imports torch, click or pan
     cut = threshold_at_fpr(normal_maps, 0.01)       # a threshold set on normal data only ...
     metrics_at_threshold(score_maps, masks, cut.threshold)  # ... and what it gives on a test set
     metrics_by_size(score_maps, masks).to_records() # P-AUPR, AUPRO, region recall per size bin
+    pixel_curves(score_maps, masks)["pr"]           # ROC, PR and PRO curves, from one sort
 
 Input policy: invalid input (a map that is not 2-D or is empty, map/mask shape mismatch, NaN or
 infinite scores, a mask that is not binary) raises ``ValueError`` naming the image index; a
@@ -31,7 +32,7 @@ from .aupimo import AupimoReport, aupimo
 from .bootstrap import PairedComparison
 from .boundary import BoundaryReport, boundary_metrics
 from .by_size import SizeBin, SizeReport, metrics_by_size
-from .curves import precision_recall_curve, pro_curve, roc_curve
+from .curves import pixel_curves, precision_recall_curve, pro_curve, roc_curve
 from .evaluate import aupro, bootstrap_samples, evaluate, paired_bootstrap
 from .ranking import auroc, average_precision, f1_at_threshold, f1_max
 from .report import MetricReport
@@ -60,6 +61,7 @@ __all__ = [
     "metrics_at_threshold",
     "metrics_by_size",
     "paired_bootstrap",
+    "pixel_curves",
     "precision_recall_curve",
     "pro_curve",
     "roc_curve",

@@ -1,4 +1,5 @@
-"""ROC, precision-recall and PRO curves for plotting, optionally thinned to a bounded size.
+"""ROC, precision-recall and PRO curves for plotting, optionally thinned to a bounded size;
+:func:`pixel_curves` gives all three of a set of maps from one sort of their pixels.
 
 Each curve is exact: its vertices are the points where it changes direction (two per distinct
 anomalous score at most: just above the tie group and at it), so linear interpolation between
@@ -74,7 +75,11 @@ def roc_curve(scores, labels, max_points: int | None = None):
         >>> fpr.tolist(), tpr.tolist(), thresholds.tolist()
         ([0.0, 0.0, 0.5, 0.5, 1.0], [0.0, 0.5, 0.5, 1.0, 1.0], [inf, 0.8, 0.4, 0.35, -inf])
     """
-    ranking = Ranking.from_flat(scores, labels, keep_next_above=True)
+    return _roc(Ranking.from_flat(scores, labels, keep_next_above=True), max_points)
+
+
+def _roc(ranking: Ranking, max_points: int | None):
+    """:func:`roc_curve` of a ranking kept with ``next_above``."""
     if not _checked(ranking):
         return _empty()
     x, y, thresholds = _vertices(ranking, ranking.tp.astype(np.float64), ranking.n_neg,
@@ -95,7 +100,11 @@ def precision_recall_curve(scores, labels, max_points: int | None = None):
         >>> np.round(precision, 4).tolist(), recall.tolist(), thresholds.tolist()
         ([1.0, 0.6667], [0.5, 1.0], [0.8, 0.35])
     """
-    ranking = Ranking.from_flat(scores, labels)
+    return _precision_recall(Ranking.from_flat(scores, labels), max_points)
+
+
+def _precision_recall(ranking: Ranking, max_points: int | None):
+    """:func:`precision_recall_curve` of a ranking."""
     if not _checked(ranking):
         return _empty()
     tp = ranking.tp
@@ -122,7 +131,11 @@ def pro_curve(score_maps, masks, max_points: int | None = None, fpr_limit: float
         >>> fpr.tolist(), np.round(pro, 4).tolist(), thresholds.tolist()
         ([0.0, 0.0, 0.0, 0.3], [0.0, 0.3333, 0.6667, 0.6667], [inf, 0.9, 0.7, nan])
     """
-    ranking = pixel_ranking(score_maps, masks, keep_next_above=True)
+    return _pro(pixel_ranking(score_maps, masks, keep_next_above=True), max_points, fpr_limit)
+
+
+def _pro(ranking: Ranking, max_points: int | None, fpr_limit: float | None):
+    """:func:`pro_curve` of a ranking kept with regions and ``next_above``."""
     if not _checked(ranking):
         return _empty()
     pro = ranking.pro
@@ -131,6 +144,27 @@ def pro_curve(score_maps, masks, max_points: int | None = None, fpr_limit: float
     if fpr_limit is not None:
         x, y, thresholds = _cut(x, y, thresholds, check_fpr_limit(fpr_limit))
     return thin(max_points, x, y, thresholds)
+
+
+def pixel_curves(score_maps, masks, max_points: int | None = None) -> dict[str, tuple[np.ndarray, ...]]:
+    """The three curves of score maps against masks from one ranking of their pixels (one sort):
+    ``{"roc": roc_curve(...), "pr": precision_recall_curve(...), "pro": pro_curve(...)}``, each
+    equal to that function on the maps' pixels (pooled over the images) and masks.
+
+    Example:
+        >>> import numpy as np
+        >>> maps = [np.array([[0.1, 0.7], [0.9, 0.35]]), np.array([[0.6, 0.2], [0.4, 0.1]])]
+        >>> masks = [np.array([[0, 1], [1, 1]]), np.zeros((2, 2))]
+        >>> from pixeval.metrics import pixel_curves
+        >>> precision, recall, thresholds = pixel_curves(maps, masks)["pr"]
+        >>> np.round(precision, 4).tolist(), np.round(recall, 4).tolist(), thresholds.tolist()
+        ([1.0, 1.0, 0.6], [0.3333, 0.6667, 1.0], [0.9, 0.7, 0.35])
+    """
+    ranking = pixel_ranking(score_maps, masks, keep_next_above=True)
+    if not _checked(ranking):
+        return {"roc": _empty(), "pr": _empty(), "pro": _empty()}
+    return {"roc": _roc(ranking, max_points), "pr": _precision_recall(ranking, max_points),
+            "pro": _pro(ranking, max_points, None)}
 
 
 def _cut(x, y, thresholds, limit):

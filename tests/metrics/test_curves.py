@@ -8,7 +8,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
 from pixeval.metrics import DegenerateInputWarning
-from pixeval.metrics.curves import precision_recall_curve, pro_curve, roc_curve
+from pixeval.metrics.curves import pixel_curves, precision_recall_curve, pro_curve, roc_curve
 
 import _metrics_reference as reference
 from test_evaluate import make_set
@@ -79,6 +79,20 @@ def test_pro_curve_cut_at_the_limit_integrates_to_aupro(limit):
     assert np.trapezoid(pro, fpr) / limit == pytest.approx(aupro(maps, masks, limit), abs=1e-12)
 
 
+@pytest.mark.parametrize("levels", [0, 7])
+@pytest.mark.parametrize("max_points", [None, 25])
+def test_pixel_curves_equal_the_three_curve_functions(levels, max_points):
+    maps, masks = make_set(42, levels=levels)
+    scores, labels = maps.ravel(), masks.ravel()
+    curves = pixel_curves(maps, masks, max_points=max_points)
+    expected = {"roc": roc_curve(scores, labels, max_points), "pr": precision_recall_curve(scores, labels, max_points),
+                "pro": pro_curve(maps, masks, max_points)}
+    assert curves.keys() == expected.keys()
+    for name, arrays in expected.items():
+        for got, want in zip(curves[name], arrays, strict=True):
+            np.testing.assert_array_equal(got, want)
+
+
 def test_thinning_keeps_ends():
     scores, labels = _flat(0)
     full = roc_curve(scores, labels)
@@ -94,3 +108,6 @@ def test_degenerate_curves_are_empty():
     with pytest.warns(DegenerateInputWarning, match="no anomalous pixel"):
         fpr, tpr, thresholds = roc_curve([0.1, 0.2], [0, 0])
     assert fpr.size == tpr.size == thresholds.size == 0
+    with pytest.warns(DegenerateInputWarning, match="no anomalous pixel"):
+        curves = pixel_curves([np.ones((2, 2))], [np.zeros((2, 2))])
+    assert all(array.size == 0 for arrays in curves.values() for array in arrays)
