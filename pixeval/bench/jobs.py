@@ -203,10 +203,8 @@ def make_config(values: dict[str, Any]) -> BenchConfig:
             if not low <= values[name] <= high:
                 raise ConfigError(f"{name} must be in [{low:g}, {high:g}], got {values[name]:g}")
     if values.get("size_edges") is not None:
-        raw = values["size_edges"]
         try:
-            values["size_edges"] = list(check_edges([float(v) for v in parse_list(
-                raw if isinstance(raw, str) else [str(v) for v in raw], "size_edges")]))
+            values["size_edges"] = list(check_edges(values["size_edges"]))
         except ValueError as exc:
             raise ConfigError(f"size_edges: {str(exc).removeprefix('edges: ')}") from None
     for name, lo in (("jobs", 1), ("examples", 0), ("bootstrap", 0), ("resolution", 1)):

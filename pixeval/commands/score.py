@@ -131,7 +131,7 @@ def command(preds, masks, pairs, layout, map_suffix, npz_key, by, size_edges, ex
         raise InputError("give either --threshold or --threshold-from, not both")
     if target_fpr is not None and threshold_from is None:
         raise InputError("--target-fpr sets the threshold on the normal maps of --threshold-from; give that folder too")
-    options = ScoreOptions(by=by, size_edges=_edges(size_edges), extended=extended, fpr_limit=fpr_limit,
+    options = ScoreOptions(by=by, size_edges=size_edges, extended=extended, fpr_limit=fpr_limit,
                            threshold=threshold, bootstrap=bootstrap, confidence=confidence, seed=seed, resize=resize,
                            npz_key=npz_key, jobs=jobs, per_image=per_image is not None)
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # our messages name bad files
@@ -162,13 +162,6 @@ def command(preds, masks, pairs, layout, map_suffix, npz_key, by, size_edges, ex
         click.echo(text, nl=False)
     elif not quiet:
         click.echo(f"wrote {output}", err=True)
-
-
-def _edges(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise InputError(f"--size-edges {text!r}: expected comma-separated numbers such as 0.001,0.01") from None
 
 
 def _matching(preds, masks, pairs, layout, map_suffix, allow_missing) -> Matching:

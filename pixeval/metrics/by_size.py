@@ -127,10 +127,15 @@ def metrics_by_size(score_maps, masks, *, edges=DEFAULT_EDGES, threshold: float 
 
 
 def check_edges(edges) -> tuple[float, ...]:
-    """``edges`` as an increasing tuple of floats in (0, 1), or raise."""
-    values = np.asarray(edges, dtype=np.float64).ravel()
+    """``edges`` (numbers, or text of comma-separated numbers such as ``"0.001,0.01"``) as an
+    increasing tuple of floats in (0, 1), or raise ``ValueError`` saying what was expected."""
+    try:
+        parts = [part for part in edges.split(",") if part.strip()] if isinstance(edges, str) else edges
+        values = np.asarray(parts, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise ValueError(f"edges: expected comma-separated numbers such as 0.001,0.01, got {edges!r}") from None
     if not np.all((values > 0) & (values < 1)) or not np.all(np.diff(values) > 0):
-        raise ValueError(f"edges: expected increasing area fractions in (0, 1), got {list(edges)}")
+        raise ValueError(f"edges: expected increasing area fractions in (0, 1), got {values.tolist()}")
     return tuple(float(v) for v in values)
 
 

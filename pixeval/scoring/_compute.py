@@ -39,7 +39,7 @@ class ScoreOptions:
 
     ``by``: one row per ``"category"``, or per ``"defect"`` type (each with its category's good
     images), or per category and ``"size"`` bin of the anomalous regions (bins between
-    ``size_edges``, area fractions; :func:`~pixeval.metrics.metrics_by_size`, the region
+    ``size_edges``, area fractions (or their comma-separated text); :func:`~pixeval.metrics.metrics_by_size`, the region
     metrics at ``threshold`` or else the category's F1-max threshold). ``extended``: also the
     extended metrics (AUPIMO, boundary F1 and IoU). ``fpr_limit``: the AUPRO integration limit.
     ``threshold``: also F1, precision and recall (and image F1) at ``score >= threshold``;

@@ -28,6 +28,15 @@ def test_seeds_lists_and_ranges():
         parse_seeds("a")
 
 
+def test_size_edges_from_text_or_numbers():
+    assert make_config({"size_edges": "0.001, 0.01"}).size_edges == [0.001, 0.01]
+    assert make_config({"size_edges": [0.001, 0.01]}).size_edges == [0.001, 0.01]
+    with pytest.raises(ConfigError, match="size_edges: expected comma-separated numbers"):
+        make_config({"size_edges": "0.001,x"})
+    with pytest.raises(ConfigError, match=r"size_edges: expected increasing area fractions in \(0, 1\)"):
+        make_config({"size_edges": "0.01,0.001"})
+
+
 def test_yaml_and_toml_files_agree(tmp_path):
     (tmp_path / "c.yaml").write_text(yaml.safe_dump({
         "data": ["mvtec:/x"], "detectors": "tiny_blur", "seeds": "0-1", "save-maps": True,
