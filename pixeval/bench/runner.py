@@ -116,7 +116,9 @@ def run_job(job: Job, progress: ProgressCallback | None = None) -> JobResult:
     report("score", 0, 1)
     metric_report = evaluate(maps, masks, image_scores, threshold=deployment_threshold, extended=True)
     sizes = metrics_by_size(maps, masks, edges=job.size_edges, threshold=deployment_threshold)
-    metrics = {k: float(v) for k, v in {**metric_report.to_dict(), **(normal.to_dict() if normal else {}),
+    report_values = metric_report.to_dict()
+    del report_values["threshold"]  # the deployment threshold, stored once: as normal_threshold
+    metrics = {k: float(v) for k, v in {**report_values, **(normal.to_dict() if normal else {}),
                                         **size_metrics(sizes)}.items()
                if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)}
     threshold = metrics.get("pixel_f1_threshold", float("nan"))

@@ -69,6 +69,7 @@ def test_tiny_bench_end_to_end(tiny_mvtec, tmp_path):
         # the deployment threshold: set on the one held-out training image (10 % of 8), at FPR 1 %
         t = lowest_threshold_at_fpr(held_maps, 0.01)
         assert len(held_maps) == rows["normal_images"] == 1 and rows["normal_threshold"] == pytest.approx(t, abs=0)
+        assert "threshold" not in rows  # stored once, as normal_threshold
         predicted = scores >= t
         assert rows["pixel_f1_at_threshold"] == pytest.approx(f1_score(labels, predicted), abs=1e-12)
         assert rows["image_f1_at_threshold"] == pytest.approx(
