@@ -64,8 +64,9 @@ def use_available_cores() -> int:
 
 
 def to_unit(image: np.ndarray) -> torch.Tensor:
-    """A ``uint8`` ``H×W×3`` image as a ``3×H×W`` float32 tensor in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(image, dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0)
+    """A ``uint8`` ``H×W×3`` image as a ``3×H×W`` float32 tensor in [0, 1] (read-only arrays
+    welcome: the image is copied, as torch shares only writable memory)."""
+    return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0)
 
 
 def resize_unit(x: torch.Tensor, size: int) -> torch.Tensor:
