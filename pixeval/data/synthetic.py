@@ -14,7 +14,11 @@ Freeman 2001; 64-px blocks, 16-px overlap, tolerance 0.1) synthesises a larger t
 crops of it, flipped at random, and for the isotropic textures (gravel, grass) turned by a
 random multiple of 90 degrees. ``patch`` defects cut their material from the test textures
 (their own, or another category's). Defects are painted at full resolution; their lengths in
-pixels scale with the image side (:func:`pixeval.data.defects.pixel_scale`).
+pixels scale with the image side (:func:`pixeval.data.defects.pixel_scale`). The two halves of
+a photograph differ somewhat (brick's right half has less contrast: grey-level std 21.9 in the
+normal test images against 30.6 in training), so thresholds set on training images transfer
+imperfectly to the test images (benchmarks/README.md, "Deployment thresholds on the built-in
+data").
 
 **v1** (``synthetic-textures-v1``): 128×128 crops at the photograph's scale; crops for ``train``
 from the top 60% of each photograph (rows 0-306), for ``test`` from the bottom 40%; ``patch``
