@@ -19,9 +19,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
 
 from detectors.common import BackboneDetector, BackboneParams, image_sized, max_scored, resolve_preset
-from detectors.features import check_images, resolve_device
+from detectors.features import check_images, imagenet_normalise, resize_unit, resolve_device, to_unit
 from detectors.flows import AllInOneBlock, SequenceFlow
 from pixeval import ParamError, Prediction, ProgressCallback, param
 
@@ -66,6 +68,10 @@ class CFlowParams(BackboneParams):
     train_batch: int = param(32, "Images per training batch; the last incomplete batch is dropped.", min=1)
     lr: float = param(2e-4, "Adam learning rate at the top of the cosine.", min=0.0)
     lr_warm_epochs: int = param(2, "Meta-epochs of linear warm-up from lr/10.", min=0)
+    rotation_degrees: float = param(0.0, "Turn each training image of each batch by an angle drawn uniformly from "
+                                    "[-r, r] degrees, anew every pass, and extract its features again (the "
+                                    "reference's RandomRotation(5): r = 5); 0: no augmentation, features "
+                                    "extracted once.", min=0.0, max=180.0)
 
 
 def positional_encoding(channels: int, height: int, width: int) -> torch.Tensor:
@@ -85,6 +91,17 @@ def positional_encoding(channels: int, height: int, width: int) -> torch.Tensor:
     encoding[half::2] = torch.sin(y).T[:, :, None].expand(-1, -1, width)
     encoding[half + 1::2] = torch.cos(y).T[:, :, None].expand(-1, -1, width)
     return encoding
+
+
+def rotated_view(image: np.ndarray, resolution: int, degrees: float) -> torch.Tensor:
+    """The ``3×R×R`` network input of ``image`` turned by ``degrees`` (counter-clockwise) about
+    its centre after resizing, as the reference's training transform does: nearest-neighbour,
+    corners outside the turned image black, then ImageNet-normalised. At 0 degrees it is the
+    view :func:`detectors.features.images_to_tensor` gives."""
+    unit = resize_unit(to_unit(image), resolution)
+    if degrees:
+        unit = TF.rotate(unit, degrees, interpolation=InterpolationMode.NEAREST, fill=[0.0, 0.0, 0.0])
+    return imagenet_normalise(unit)
 
 
 def fc_subnet(c_in: int, c_out: int) -> nn.Module:
@@ -161,8 +178,10 @@ class CFlow(BackboneDetector):
       ``max − Σ``: the same order, and float32 keeps small differences of strong anomalies.
     * Model selection: the model after the last meta-epoch (the reference reports each test
       metric's best meta-epoch; anomalib stops early on test pixel AUROC).
-    * No RandomRotation(5°) augmentation of the training images: features are computed once and
-      cached.
+    * No RandomRotation(5°) augmentation of the training images by default (``rotation_degrees``
+      0): features are computed once and cached. ``rotation_degrees=5`` turns each batch's
+      images as the reference does and extracts their features again at every step (measured in
+      benchmarks/README.md, "CFLOW-AD's rotation augmentation").
     * Backbone: EfficientNet-Lite0 by default (reference: Wide-ResNet-50-2 with reflect padding in
       its convolutions; ImageNet weights of the others are not available offline here); one
       input size, 256, for every category (the reference's README uses 128 to 512 per class).
@@ -202,6 +221,16 @@ class CFlow(BackboneDetector):
         batches = list(self.iter_features(images, names, progress))
         return [torch.cat([batch[name] for batch in batches]) for name in names]
 
+    def rotated_levels(self, images: Sequence[np.ndarray], generator: torch.Generator) -> list[torch.Tensor]:
+        """The scored levels of ``images``, each image turned by its own angle drawn uniformly
+        from ``[-rotation_degrees, rotation_degrees]`` with ``generator`` (:func:`rotated_view`)."""
+        p = self.params
+        angles = (torch.rand(len(images), generator=generator, dtype=torch.float64) * 2 - 1) * p.rotation_degrees
+        views = torch.stack([rotated_view(image, p.resolution, float(angle)) for image, angle in zip(images, angles)])
+        with torch.no_grad():
+            features = self.backbone(views.to(resolve_device(p.device)), self.layer_names)
+        return [features[name].float().cpu() for name in self.layer_names]
+
     def _decoders(self, channels: Sequence[int]) -> nn.ModuleList:
         p = self.params
         generator = torch.Generator().manual_seed(p.seed)
@@ -224,7 +253,7 @@ class CFlow(BackboneDetector):
 
     def fit(self, train_images: Sequence[np.ndarray], progress: ProgressCallback | None = None) -> CFlow:
         p = self.params
-        check_images(train_images, "train_images")
+        train_images = check_images(train_images, "train_images")
         levels = self.levels(train_images, progress)
         device = resolve_device(p.device)
         decoders = self._decoders([level.shape[1] for level in levels]).to(device)
@@ -244,8 +273,10 @@ class CFlow(BackboneDetector):
                 warm = (meta_epoch * batches_per_meta + step) / max(p.lr_warm_epochs * batches_per_meta, 1)
                 for group in optimiser.param_groups:
                     group["lr"] = learning_rate(p.lr, p.meta_epochs, p.lr_warm_epochs, meta_epoch, warm)
-                for decoder, level, condition in zip(decoders, levels, conditions):
-                    self._train_level(decoder, level[index], condition, optimiser, generator, device)
+                batch_levels = ([level[index] for level in levels] if not p.rotation_degrees else
+                                self.rotated_levels([train_images[i] for i in index.tolist()], generator))
+                for decoder, level, condition in zip(decoders, batch_levels, conditions):
+                    self._train_level(decoder, level, condition, optimiser, generator, device)
             if progress is not None:
                 progress("meta-epochs", meta_epoch + 1, p.meta_epochs)
         decoders.eval()

@@ -90,3 +90,25 @@ def test_fibres_likelier_than_every_training_fibre_count_as_the_likeliest_and_ma
     detector.max_likelihood = [-1e6] * 3  # every test fibre above the training maximum: exp would overflow
     maps = detector.predict(texture_images(2, seed=8)).maps
     assert all(np.isfinite(m).all() and np.allclose(m, -3.0) for m in maps)
+
+
+def test_rotated_views_turn_the_resized_image_about_its_centre_with_black_corners():
+    from detectors.cflow import rotated_view
+    from detectors.features import IMAGENET_MEAN, IMAGENET_STD, images_to_tensor
+
+    image = texture_images(1, seed=9, shape=(50, 70))[0]
+    assert torch.equal(rotated_view(image, 24, 0.0), images_to_tensor([image], 24)[0])
+    # a quarter turn of a square view moves whole pixels: counter-clockwise, nothing filled
+    assert torch.equal(rotated_view(image, 24, 90.0), torch.rot90(images_to_tensor([image], 24)[0], 1, dims=(1, 2)))
+    # at 45 degrees the corners come from outside the image: black, i.e. -mean/std after normalisation
+    corner = rotated_view(image, 24, 45.0)[:, 0, 0]
+    black = -torch.tensor(IMAGENET_MEAN) / torch.tensor(IMAGENET_STD)
+    torch.testing.assert_close(corner, black)
+
+
+def test_rotation_augmentation_is_seeded_and_changes_the_fit_only_when_asked():
+    images = texture_images(6)
+    plain = CFlow(**TINY, seed=1).fit(images).state_dict()["decoders"]
+    turned = [CFlow(**TINY, seed=1, rotation_degrees=5.0).fit(images).state_dict()["decoders"] for _ in range(2)]
+    assert all(torch.equal(turned[0][k], turned[1][k]) for k in plain)
+    assert not all(torch.equal(plain[k], turned[0][k]) for k in plain)
