@@ -52,9 +52,9 @@ from torch import nn
 
 from detectors.backbones import Backbone
 from detectors.efficient_ad.augment import random_grayscale, random_resized_crop_box
-from detectors.features import imagenet_normalise, resize_unit, to_unit
 from detectors.efficient_ad.networks import TEACHER_CHANNELS, patch_description_network, pdn_output_size
 from detectors.efficient_ad.stats import ChannelMoments
+from detectors.features import imagenet_normalise, resize_unit, to_unit
 from pixeval import ParamError
 from pixeval.data.synthetic import cache_root
 

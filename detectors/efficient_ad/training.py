@@ -27,9 +27,9 @@ import torch
 from torch import nn
 
 from detectors.efficient_ad.augment import colour_jitter, random_crop, random_grayscale
-from detectors.features import imagenet_normalise
 from detectors.efficient_ad.networks import TEACHER_CHANNELS
 from detectors.efficient_ad.stats import ChannelMoments, upper_quantile
+from detectors.features import imagenet_normalise
 
 #: Fraction of the training images the networks train on; the rest sets the map normalisation.
 TRAIN_FRACTION = 0.9
