@@ -23,7 +23,7 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from detectors.common import BackboneDetector, BackboneParams, image_sized, max_scored, resolve_preset
-from detectors.features import check_images, imagenet_normalise, resize_unit, resolve_device, to_unit
+from detectors.features import check_images, imagenet_normalise, resolve_device, unit_tensor
 from detectors.flows import AllInOneBlock, SequenceFlow
 from pixeval import ParamError, Prediction, ProgressCallback, param
 
@@ -98,7 +98,7 @@ def rotated_view(image: np.ndarray, resolution: int, degrees: float) -> torch.Te
     its centre after resizing, as the reference's training transform does: nearest-neighbour,
     corners outside the turned image black, then ImageNet-normalised. At 0 degrees it is the
     view :func:`detectors.features.images_to_tensor` gives."""
-    unit = resize_unit(to_unit(image), resolution)
+    unit = unit_tensor(image, resolution)
     if degrees:
         unit = TF.rotate(unit, degrees, interpolation=InterpolationMode.NEAREST, fill=[0.0, 0.0, 0.0])
     return imagenet_normalise(unit)
@@ -222,14 +222,15 @@ class CFlow(BackboneDetector):
         batches = list(self.iter_features(images, names, progress))
         return [torch.cat([batch[name] for batch in batches]) for name in names]
 
-    def rotated_levels(self, images: Sequence[np.ndarray], generator: torch.Generator) -> list[torch.Tensor]:
+    def rotated_levels(self, images: Sequence[np.ndarray], generator: torch.Generator,
+                       device: torch.device) -> list[torch.Tensor]:
         """The scored levels of ``images``, each image turned by its own angle drawn uniformly
         from ``[-rotation_degrees, rotation_degrees]`` with ``generator`` (:func:`rotated_view`)."""
         p = self.params
         angles = (torch.rand(len(images), generator=generator, dtype=torch.float64) * 2 - 1) * p.rotation_degrees
         views = torch.stack([rotated_view(image, p.resolution, float(angle)) for image, angle in zip(images, angles)])
         with torch.no_grad():
-            features = self.backbone(views.to(resolve_device(p.device)), self.layer_names)
+            features = self.backbone(views.to(device), self.layer_names)
         return [features[name].float().cpu() for name in self.layer_names]
 
     def _decoders(self, channels: Sequence[int]) -> nn.ModuleList:
@@ -275,7 +276,7 @@ class CFlow(BackboneDetector):
                 for group in optimiser.param_groups:
                     group["lr"] = learning_rate(p.lr, p.meta_epochs, p.lr_warm_epochs, meta_epoch, warm)
                 batch_levels = ([level[index] for level in levels] if not p.rotation_degrees else
-                                self.rotated_levels([train_images[i] for i in index.tolist()], generator))
+                                self.rotated_levels([train_images[i] for i in index.tolist()], generator, device))
                 for decoder, level, condition in zip(decoders, batch_levels, conditions):
                     self._train_level(decoder, level, condition, optimiser, generator, device)
             if progress is not None:

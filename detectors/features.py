@@ -77,6 +77,12 @@ def resize_unit(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(x[None], size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]
 
 
+def unit_tensor(image: np.ndarray, size: int) -> torch.Tensor:
+    """:func:`to_unit` then :func:`resize_unit`: the image as a ``3×size×size`` tensor in [0, 1],
+    before normalisation (the stage at which training augmentations work)."""
+    return resize_unit(to_unit(image), size)
+
+
 def imagenet_normalise(x: torch.Tensor) -> torch.Tensor:
     """``(x − mean) / std`` with the ImageNet channel statistics, for ``3×H×W`` or ``N×3×H×W``."""
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
@@ -86,13 +92,13 @@ def imagenet_normalise(x: torch.Tensor) -> torch.Tensor:
 
 def images_to_tensor(images: Sequence[np.ndarray], resolution: int) -> torch.Tensor:
     """``N×3×R×R`` float32 tensor of the images resized to ``R = resolution`` and ImageNet-normalised:
-    :func:`to_unit`, :func:`resize_unit` and :func:`imagenet_normalise` of each."""
+    :func:`unit_tensor` then :func:`imagenet_normalise` of each."""
     images = check_images(images)
     if resolution < 1:
         raise ValueError(f"resolution must be a positive number of pixels, got {resolution}")
     out = torch.empty(len(images), 3, resolution, resolution)
     for i, image in enumerate(images):
-        out[i] = imagenet_normalise(resize_unit(to_unit(image), resolution))
+        out[i] = imagenet_normalise(unit_tensor(image, resolution))
     return out
 
 

@@ -9,7 +9,7 @@ from torch import nn
 
 from detectors.backbones import load_backbone
 from detectors.efficient_ad import PRESETS, EfficientAD
-from detectors.efficient_ad.augment import colour_jitter, grayscale, random_resized_crop_box, unit_tensor
+from detectors.efficient_ad.augment import colour_jitter, grayscale, random_resized_crop_box
 from detectors.efficient_ad.networks import (
     MODEL_SIZES,
     Autoencoder,
@@ -32,7 +32,7 @@ from detectors.efficient_ad.training import (
     raw_maps,
     step_losses,
 )
-from detectors.features import imagenet_normalise, images_to_tensor
+from detectors.features import imagenet_normalise, images_to_tensor, unit_tensor
 from pixeval import ParamError, load_detector
 from pixeval.testing import check_detector, contract_images
 

@@ -13,16 +13,7 @@ import math
 import numpy as np
 import torch
 
-from detectors.features import resize_unit, to_unit
-
 _GREY_WEIGHTS = (0.299, 0.587, 0.114)
-
-
-def unit_tensor(image: np.ndarray, size: int) -> torch.Tensor:
-    """:func:`~detectors.features.to_unit` then :func:`~detectors.features.resize_unit`: with
-    :func:`~detectors.features.imagenet_normalise` after it, the tensor
-    :func:`detectors.features.images_to_tensor` gives."""
-    return resize_unit(to_unit(image), size)
 
 
 def grayscale(x: torch.Tensor) -> torch.Tensor:

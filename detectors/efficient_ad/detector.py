@@ -13,7 +13,6 @@ import numpy as np
 import torch
 
 from detectors.common import BackboneDetector, BackboneParams, image_sized, max_scored, resolve_preset
-from detectors.efficient_ad.augment import unit_tensor
 from detectors.efficient_ad.networks import (
     MODEL_SIZES,
     PDN_BORDER,
@@ -36,9 +35,8 @@ from detectors.features import (
     check_images,
     imagenet_normalise,
     images_to_tensor,
-    resize_unit,
     resolve_device,
-    to_unit,
+    unit_tensor,
     use_available_cores,
 )
 from pixeval import ParamError, Prediction, ProgressCallback, param
@@ -215,7 +213,7 @@ class EfficientAD(BackboneDetector):
         """The penalty pool, each photograph in [0, 1] at twice the resolution; empty when the
         penalty is off."""
         size = 2 * self.params.resolution
-        return [resize_unit(to_unit(photo), size) for _, photo in offline_photographs()] if self.params.penalty else []
+        return [unit_tensor(photo, size) for _, photo in offline_photographs()] if self.params.penalty else []
 
     def _teacher(self, device: torch.device,
                  progress: ProgressCallback | None) -> tuple[torch.nn.Module, dict[str, Any]]:
